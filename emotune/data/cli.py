@@ -1,0 +1,88 @@
+"""CLI verbs of the data stage: prepare, splits, data stats."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    from emotune.data.sources import SOURCES
+
+    p = sub.add_parser("prepare", help="turn a published dataset into a validated manifest (JSONL)",
+                       description="Read a dataset as its authors publish it and write one validated manifest.")
+    p.add_argument("dataset", choices=sorted(SOURCES), help="adapter name")
+    p.add_argument("root", help="the dataset folder as published (relative paths also tried under $EMOTUNE_DATA)")
+    p.add_argument("-o", "--output", required=True, help="manifest to write (JSONL)")
+    p.add_argument("--subset", default="all", help="named label subset, e.g. iemocap4 (default: all)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option, e.g. label_field=Sentiment (MELD) or text=utterance (table)")
+    p.add_argument("--skip-invalid", action="store_true", help="write the valid rows and a report of the invalid ones")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow reading pickle files (they can run code: only for files you trust)")
+    p.add_argument("--no-media-check", action="store_true", help="do not check that media files exist")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("splits", help="write leakage-free folds (lists of ids) for a manifest",
+                       description="Make the folds of a split protocol and check that no id or group leaks.")
+    p.add_argument("manifest")
+    p.add_argument("--protocol", required=True, choices=["logo", "group_kfold", "official", "stratified_kfold"])
+    p.add_argument("--folds", type=int, default=6)
+    p.add_argument("--val-groups", type=int, default=1, help="training groups held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="folder for the fold files (default: <manifest>.splits/<protocol>)")
+    p.set_defaults(func=cmd_splits)
+
+    p = sub.add_parser("data", help="inspect a manifest", description="Inspect a manifest.")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    s = dsub.add_parser("stats", help="counts per label / split / group and modality coverage")
+    s.add_argument("manifest")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(func=cmd_stats)
+
+
+def _options(items: list[str]) -> dict:
+    from emotune.config import parse_override
+
+    return dict(parse_override(i) for i in items)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from emotune.config import resolve_data_root
+    from emotune.data.prepare import prepare
+
+    options = _options(args.option)
+    if args.trust_pickle:
+        options["trust_pickle"] = True
+    prepare(args.dataset, resolve_data_root(args.root), Path(args.output), options, args.skip_invalid,
+            args.subset, check_media=not args.no_media_check)
+    return 0
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from emotune.data.sample import read_manifest
+    from emotune.data.splits import make_folds, write_folds
+
+    m = read_manifest(args.manifest)
+    folds = make_folds(m.samples, args.protocol, args.folds, args.val_groups, args.val_fraction, args.seed)
+    out = Path(args.output) if args.output else Path(str(args.manifest) + ".splits") / args.protocol
+    write_folds(folds, out)
+    for f in folds:
+        groups = f" test groups {','.join(f.test_groups)}" if f.test_groups else ""
+        print(f"{f.name}: train {len(f.train)}, val {len(f.val)}, test {len(f.test)}{groups}")
+    print(f"wrote {len(folds)} fold file(s) to {out} (checked: no id or group on two sides)")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from emotune.data.sample import read_manifest
+    from emotune.data.stats import manifest_stats, render
+
+    m = read_manifest(args.manifest)
+    if args.json:
+        print(json.dumps({k: (dict(v) if hasattr(v, "items") else v) for k, v in manifest_stats(m).items()}, indent=1))
+    else:
+        print(render(m))
+    return 0

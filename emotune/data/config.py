@@ -1,0 +1,24 @@
+"""The `data:` section of a recipe: which dataset, where it lives, which labels, which protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Optional
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "ravdess"  # adapter name (see `emotune prepare --help`)
+    root: str = "ravdess_speech"  # absolute, relative to cwd, or relative to $EMOTUNE_DATA
+    manifest: str = "runs/manifests/${dataset}.jsonl"  # written by prepare, read by every later stage
+    label_set: Optional[str] = None  # defaults to the adapter's own label set
+    subset: str = "all"  # a named subset of the label set (e.g. iemocap4)
+    target: Literal["single", "multi", "soft"] = "single"
+    protocol: Literal["group_kfold", "logo", "official", "stratified_kfold"] = "group_kfold"
+    folds: int = 6  # for group_kfold / stratified_kfold
+    val_groups: int = 1  # groups carved from the training side for validation (never from test)
+    val_fraction: float = 0.1  # used when there are no groups to carve from
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific (e.g. label_field)
+
+    def manifest_path(self) -> str:
+        return self.manifest.replace("${dataset}", self.dataset)

@@ -1,0 +1,203 @@
+"""The sample schema (one JSON object per manifest line) and the manifest file itself.
+
+A manifest is JSONL. Its first line is a header naming the dataset, its root and its label set, so the
+file is self-describing and media paths (relative to the root) resolve wherever the manifest travels:
+
+    {"emotune_manifest": 1, "dataset": "ravdess", "root": "...", "label_set": "ravdess", "subset": "all"}
+    {"id": "03-01-05-02-01-01-12", "dataset": "ravdess", "label": "angry", ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from emotune.errors import EmotuneError
+
+MEDIA_FIELDS = ("audio", "video", "image")
+MANIFEST_VERSION = 1
+
+
+@dataclasses.dataclass
+class Sample:
+    id: str
+    dataset: str
+    label: Optional[str] = None
+    labels: list[str] = dataclasses.field(default_factory=list)
+    soft: Optional[dict[str, float]] = None
+    text: str = ""
+    audio: Optional[str] = None
+    video: Optional[str] = None
+    image: Optional[str] = None
+    group: Optional[str] = None
+    split: Optional[str] = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sample":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        if "id" not in d or "dataset" not in d:
+            raise ValueError("missing required field 'id' or 'dataset'")
+        return cls(**d)
+
+    def modalities(self) -> list[str]:
+        """Which inputs this sample carries (text counts when non-empty)."""
+        present = [m for m in MEDIA_FIELDS if getattr(self, m)]
+        if self.text:
+            present.append("text")
+        return present
+
+
+@dataclasses.dataclass
+class Problem:
+    """One invalid row or file: where it is and what is wrong, for a one-line report."""
+
+    file: str
+    line: Optional[int]
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclasses.dataclass
+class Manifest:
+    dataset: str
+    root: Path
+    label_set: str
+    subset: str
+    samples: list[Sample]
+    path: Optional[Path] = None
+
+    def by_id(self) -> dict[str, Sample]:
+        return {s.id: s for s in self.samples}
+
+    def media_path(self, sample: Sample, field: str) -> Optional[Path]:
+        """The absolute path of a sample's media file; refuses paths that escape the dataset root."""
+        rel = getattr(sample, field)
+        if not rel:
+            return None
+        return safe_join(self.root, rel, where=f"sample {sample.id}")
+
+    def labels(self):
+        from emotune.data.labels import load_label_set
+
+        return load_label_set(self.label_set, self.subset)
+
+
+def safe_join(root: Path, rel: str, where: str = "") -> Path:
+    """root/rel, but never outside root (a manifest must not reach ../../etc/passwd)."""
+    root_abs = Path(os.path.abspath(root))
+    target = Path(os.path.abspath(root_abs / rel))
+    if target != root_abs and root_abs not in target.parents:
+        raise EmotuneError(f"{where}: media path '{rel}' escapes the dataset root {root}")
+    return target
+
+
+def write_manifest(path: Path, dataset: str, root: Path, label_set: str, subset: str, samples: Iterable[Sample]) -> int:
+    """Write atomically (temp file + rename), so a killed prepare never leaves half a manifest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root_abs = Path(os.path.abspath(root))
+    # Store the root relative to the manifest when that is shorter to move around; absolute otherwise.
+    try:
+        root_str = os.path.relpath(root_abs, start=os.path.abspath(path.parent))
+    except ValueError:
+        root_str = str(root_abs)
+    header = {"emotune_manifest": MANIFEST_VERSION, "dataset": dataset, "root": root_str,
+              "label_set": label_set, "subset": subset}
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(header) + "\n")
+        for s in samples:
+            f.write(s.to_json() + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    path = Path(path)
+    if not path.exists():
+        raise EmotuneError(f"manifest not found: {path} (make one with `emotune prepare`)")
+    samples: list[Sample] = []
+    header = None
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise EmotuneError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if header is None:
+                if not isinstance(obj, dict) or "emotune_manifest" not in obj:
+                    raise EmotuneError(f"{path}:1: not an emotune manifest (no header line)")
+                header = obj
+                continue
+            try:
+                samples.append(Sample.from_dict(obj))
+            except (TypeError, ValueError) as exc:
+                raise EmotuneError(f"{path}:{lineno}: {exc}") from None
+    if header is None:
+        raise EmotuneError(f"{path}: empty manifest")
+    root = Path(header["root"])
+    if not root.is_absolute():
+        root = path.parent / root
+    return Manifest(header["dataset"], root, header["label_set"], header.get("subset", "all"), samples, path)
+
+
+def validate(samples: list[Sample], root: Path, label_set, check_media: bool = True, source: str = "manifest",
+             origins: Optional[list[tuple[str, Optional[int]]]] = None) -> list[Problem]:
+    """Every problem in a list of samples: empty required fields, duplicate ids, unknown labels, missing media.
+
+    `origins[i]` is (file, line) of sample i in the published dataset, so a report points at the source row.
+    """
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, s in enumerate(samples, 1):
+        file, line = origins[i - 1] if origins else (source, i)
+        if not s.id or not str(s.id).strip():
+            problems.append(Problem(file, line, "empty id"))
+        elif s.id in seen:
+            problems.append(Problem(file, line, f"duplicate id '{s.id}' (first seen as sample {seen[s.id]})"))
+        else:
+            seen[s.id] = i
+        if not s.dataset:
+            problems.append(Problem(file, line, f"sample '{s.id}': empty dataset"))
+        for name in [s.label] if s.label is not None else []:
+            if name not in label_set.full:
+                problems.append(Problem(file, line, f"sample '{s.id}': label '{name}' is not in label set '{label_set.name}'"))
+        for name in list(s.labels) + list((s.soft or {}).keys()):
+            if name not in label_set.full:
+                problems.append(Problem(file, line, f"sample '{s.id}': label '{name}' is not in label set '{label_set.name}'"))
+        if s.soft:
+            total = sum(s.soft.values())
+            if abs(total - 1.0) > 1e-3:
+                problems.append(Problem(file, line, f"sample '{s.id}': soft weights sum to {total:.3f}, not 1"))
+        if not s.modalities():
+            problems.append(Problem(file, line, f"sample '{s.id}': no media and no text"))
+        if check_media:
+            for field in MEDIA_FIELDS:
+                rel = getattr(s, field)
+                if not rel:
+                    continue
+                try:
+                    p = safe_join(root, rel, where=f"sample '{s.id}'")
+                except EmotuneError as exc:
+                    problems.append(Problem(file, line, str(exc)))
+                    continue
+                if not p.exists():
+                    problems.append(Problem(file, line, f"sample '{s.id}': {field} file not found: {p}"))
+    return problems

@@ -1,0 +1,37 @@
+"""Dataset adapters: each reads a dataset exactly as its authors publish it and yields `Row`s.
+
+An adapter module defines:
+    LABEL_SET: str                      the label set its labels are canonicalised to
+    PROTOCOL: str                       its standard split protocol (see emotune.data.splits)
+    def read(root: Path, options: dict) -> Iterator[Row | Problem]
+A `Problem` is a row that could not be read (file + line + why); `prepare` decides whether that is fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from types import ModuleType
+from typing import Optional
+
+from emotune.data.sample import Sample
+from emotune.errors import EmotuneError
+
+SOURCES = {
+    "ravdess": "emotune.data.sources.ravdess",
+    "meld": "emotune.data.sources.meld",
+    "goemotions": "emotune.data.sources.goemotions",
+}
+
+
+@dataclasses.dataclass
+class Row:
+    sample: Sample
+    file: str  # the published file this sample came from
+    line: Optional[int] = None
+
+
+def get_source(name: str) -> ModuleType:
+    if name not in SOURCES:
+        raise EmotuneError(f"unknown dataset '{name}'; known: {', '.join(sorted(SOURCES))}")
+    return importlib.import_module(SOURCES[name])

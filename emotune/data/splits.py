@@ -1,0 +1,173 @@
+"""Split protocols that cannot leak: folds are lists of ids, checked for id and group overlap.
+
+- logo:             leave one group out (IEMOCAP: one fold per session)
+- group_kfold:      k folds of contiguous groups in natural order (RAVDESS: actors 1-4, 5-8, ...)
+- official:         the dataset's own train/dev/test (MELD, GoEmotions, MER)
+- stratified_kfold: for a dataset with nothing else; folds keep the label proportions
+
+Validation is always carved from the training side (whole groups when there are groups), never from
+the test fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+from emotune.data.sample import Sample
+from emotune.errors import EmotuneError
+
+PROTOCOLS = ("logo", "group_kfold", "official", "stratified_kfold")
+
+
+@dataclasses.dataclass
+class Fold:
+    name: str
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    test_groups: list[str] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def load(cls, path: Path) -> "Fold":
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class LeakError(EmotuneError):
+    pass
+
+
+def natural_key(text: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
+
+
+def _groups(samples: list[Sample]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for s in samples:
+        if s.group is None:
+            raise EmotuneError(f"sample '{s.id}' has no group; this protocol splits by group")
+        out[s.group].append(s.id)
+    return dict(sorted(out.items(), key=lambda kv: natural_key(kv[0])))
+
+
+def _carve_val_groups(train_groups: list[str], n: int, seed: int, fold_index: int) -> list[str]:
+    if n <= 0 or len(train_groups) <= n:
+        return []
+    rng = random.Random(seed * 1009 + fold_index)
+    return sorted(rng.sample(train_groups, n), key=natural_key)
+
+
+def _carve_val_ids(ids: list[str], labels: dict[str, Optional[str]], fraction: float, seed: int) -> list[str]:
+    """Stratified by label where possible: a fraction of each label's ids."""
+    rng = random.Random(seed)
+    by_label: dict[Optional[str], list[str]] = defaultdict(list)
+    for i in ids:
+        by_label[labels.get(i)].append(i)
+    val = []
+    for _, members in sorted(by_label.items(), key=lambda kv: str(kv[0])):
+        members = sorted(members)
+        rng.shuffle(members)
+        val += members[: int(round(len(members) * fraction))]
+    return sorted(val)
+
+
+def make_folds(samples: list[Sample], protocol: str, folds: int = 6, val_groups: int = 1,
+               val_fraction: float = 0.1, seed: int = 0) -> list[Fold]:
+    if protocol not in PROTOCOLS:
+        raise EmotuneError(f"unknown protocol '{protocol}'; known: {', '.join(PROTOCOLS)}")
+    labels = {s.id: s.label or (s.labels[0] if s.labels else None) for s in samples}
+    group_of = {s.id: s.group for s in samples}
+    out: list[Fold] = []
+    if protocol in ("logo", "group_kfold"):
+        groups = _groups(samples)
+        names = list(groups)
+        if protocol == "logo":
+            chunks = [[g] for g in names]
+        else:
+            if folds < 2 or folds > len(names):
+                raise EmotuneError(f"group_kfold needs 2..{len(names)} folds for {len(names)} groups, got {folds}")
+            size, extra = divmod(len(names), folds)
+            chunks, start = [], 0
+            for k in range(folds):
+                end = start + size + (1 if k < extra else 0)
+                chunks.append(names[start:end])
+                start = end
+        for k, test_groups in enumerate(chunks):
+            rest = [g for g in names if g not in test_groups]
+            vgroups = _carve_val_groups(rest, val_groups, seed, k)
+            train = [i for g in rest if g not in vgroups for i in groups[g]]
+            val = [i for g in vgroups for i in groups[g]]
+            test = [i for g in test_groups for i in groups[g]]
+            if not val:  # too few groups to hold one out: carve ids, still only from the training side
+                val = _carve_val_ids(train, labels, val_fraction, seed + k)
+                train = [i for i in train if i not in set(val)]
+            label = "-".join([test_groups[0], test_groups[-1]]) if len(test_groups) > 1 else test_groups[0]
+            out.append(Fold(f"fold{k}_{label}", train, val, test, list(test_groups)))
+    elif protocol == "official":
+        by_split: dict[str, list[str]] = defaultdict(list)
+        for s in samples:
+            by_split[(s.split or "").lower()].append(s.id)
+        train = by_split.get("train", [])
+        val = by_split.get("dev", []) or by_split.get("val", []) or by_split.get("validation", [])
+        test = by_split.get("test", [])
+        if not train or not test:
+            raise EmotuneError(f"official protocol needs samples with split train and test; found splits {sorted(by_split)}")
+        if not val:
+            val = _carve_val_ids(train, labels, val_fraction, seed)
+            train = [i for i in train if i not in set(val)]
+        out.append(Fold("official", train, val, test))
+    else:  # stratified_kfold
+        rng = random.Random(seed)
+        by_label: dict[Optional[str], list[str]] = defaultdict(list)
+        for s in samples:
+            by_label[labels[s.id]].append(s.id)
+        assign: dict[str, int] = {}
+        offset = 0
+        for _, members in sorted(by_label.items(), key=lambda kv: str(kv[0])):
+            members = sorted(members)
+            rng.shuffle(members)
+            for j, i in enumerate(members):
+                assign[i] = (j + offset) % folds
+            offset += len(members)
+        for k in range(folds):
+            test = [s.id for s in samples if assign[s.id] == k]
+            rest = [s.id for s in samples if assign[s.id] != k]
+            val = _carve_val_ids(rest, labels, val_fraction, seed + k)
+            vs = set(val)
+            out.append(Fold(f"fold{k}", [i for i in rest if i not in vs], val, test))
+    for f in out:
+        check_fold(f, group_of if protocol in ("logo", "group_kfold") else None)
+    return out
+
+
+def check_fold(fold: Fold, group_of: Optional[dict[str, Optional[str]]] = None) -> None:
+    """Fail loudly if an id (or, for group protocols, a group) is on two sides of a fold."""
+    sides = {"train": set(fold.train), "val": set(fold.val), "test": set(fold.test)}
+    for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+        both = sides[a] & sides[b]
+        if both:
+            raise LeakError(f"{fold.name}: {len(both)} id(s) in both {a} and {b}, e.g. {sorted(both)[0]}")
+        if group_of is not None:
+            ga = {group_of[i] for i in sides[a]}
+            gb = {group_of[i] for i in sides[b]}
+            shared = ga & gb
+            if shared:
+                raise LeakError(f"{fold.name}: group(s) {sorted(shared)[:3]} in both {a} and {b}")
+
+
+def write_folds(folds: list[Fold], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for f in folds:
+        p = out_dir / f"{f.name}.json"
+        p.write_text(f.to_json(), encoding="utf-8")
+        paths.append(p)
+    return paths

@@ -1,0 +1,67 @@
+import subprocess
+import sys
+
+import pytest
+
+from emotune.config import ConfigError, load_config, save_config
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_load_and_override(tmp_path):
+    p = write(tmp_path, "name: x\ntrain:\n  epochs: 3\ndata:\n  dataset: meld\n")
+    cfg = load_config(p, ["train.lr=0.01", "data.folds=4", "name=2024"])
+    assert cfg.train.epochs == 3 and cfg.train.lr == 0.01 and cfg.data.folds == 4
+    assert cfg.data.dataset == "meld" and cfg.name == "2024"
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    p = write(tmp_path, "train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "train.epochz" in str(e.value) and str(p) in str(e.value)
+
+
+def test_wrong_type(tmp_path):
+    p = write(tmp_path, "train:\n  epochs: many\n")
+    with pytest.raises(ConfigError, match=r"train.epochs: expected int.*c.yaml"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"train.lr: expected float.*command line"):
+        load_config(write(tmp_path, "{}"), ["train.lr=fast"])
+    with pytest.raises(ConfigError, match="data.target: must be one of"):
+        load_config(write(tmp_path, "data: {target: both}"))
+
+
+def test_malformed_yaml(tmp_path):
+    p = write(tmp_path, "train:\n  epochs: [1,\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_config(p)
+
+
+def test_roundtrip(tmp_path):
+    cfg = load_config(None, ["train.epochs=7"])
+    save_config(cfg, tmp_path / "out.yaml")
+    again = load_config(tmp_path / "out.yaml")
+    assert again.train.epochs == 7
+
+
+def test_every_recipe_loads():
+    from pathlib import Path
+
+    recipes = sorted(Path("configs").rglob("*.yaml"))
+    for r in recipes:
+        if r.parent.name == "ablations":
+            continue  # grids have their own schema (tested with experiments)
+        load_config(r)
+
+
+def test_cli_error_is_one_line(tmp_path):
+    p = write(tmp_path, "bogus: 1\n")
+    out = subprocess.run([sys.executable, "-m", "emotune.cli", "splits", str(tmp_path / "none.jsonl"), "--protocol", "official"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "manifest not found" in out.stderr and "Traceback" not in out.stderr
