@@ -1,12 +1,18 @@
-"""The `model:` section: a baseline head or the emotion LM."""
+"""The `model:` section: a baseline head or the emotion LM, and which cached features feed it."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Literal
 
+from emotune.model.baseline_config import BaselineConfig
+from emotune.model.lm_config import LMConfig
+
 
 @dataclasses.dataclass
 class ModelConfig:
     kind: Literal["baseline_lr", "baseline_mlp", "emotion_lm"] = "baseline_lr"
-    inputs: list[str] = dataclasses.field(default_factory=lambda: ["egemaps"])  # feature extractors fed in
+    # Feature extractors whose cached outputs feed the model (names as in `features.extractors`).
+    inputs: list[str] = dataclasses.field(default_factory=lambda: ["egemaps"])
+    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
+    lm: LMConfig = dataclasses.field(default_factory=LMConfig)

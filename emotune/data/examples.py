@@ -1,0 +1,89 @@
+"""`Examples`: one side of a fold (train / val / test) as arrays every model kind consumes.
+
+Built from a manifest, a list of ids, the label set and cached feature columns. This is the only thing
+the baselines and the emotion LM see, so both read the same samples, features and targets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from emotune.data.labels import LabelSet
+from emotune.data.sample import Sample
+
+
+@dataclasses.dataclass
+class Examples:
+    ids: list[str]
+    label_names: list[str]
+    features: dict[str, list[Optional[np.ndarray]]]  # extractor name -> per-sample array (None = missing)
+    texts: list[str]  # transcript / utterance ("" when none)
+    context: list[list[str]]  # preceding dialogue turns as "Speaker: text", oldest first (may be empty)
+    y: np.ndarray  # [N] class index of the single label, -1 when the sample has none
+    y_multi: np.ndarray  # [N, C] 0/1 multi-label targets
+    y_soft: np.ndarray  # [N, C] soft targets, rows sum to 1 (one-hot when no votes)
+    groups: list[Optional[str]] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index) -> "Examples":
+        idx = np.asarray(index, dtype=int)
+        pick = lambda xs: [xs[i] for i in idx]
+        return Examples(pick(self.ids), self.label_names, {k: pick(v) for k, v in self.features.items()},
+                        pick(self.texts), pick(self.context), self.y[idx], self.y_multi[idx], self.y_soft[idx],
+                        pick(self.groups) if self.groups else [])
+
+    def present(self, name: str) -> np.ndarray:
+        """[N] bool: which samples have feature `name`."""
+        return np.array([v is not None for v in self.features[name]], dtype=bool)
+
+
+def dialogue_context(samples: list[Sample], turns: int) -> dict[str, list[str]]:
+    """The `turns` utterances before each sample in its dialogue (meta dialogue/turn, same split)."""
+    if turns <= 0:
+        return {}
+    by_dialogue: dict[tuple, list[Sample]] = {}
+    for s in samples:
+        if "dialogue" in s.meta and "turn" in s.meta:
+            by_dialogue.setdefault((s.split, s.meta["dialogue"]), []).append(s)
+    out: dict[str, list[str]] = {}
+    for members in by_dialogue.values():
+        members.sort(key=lambda s: s.meta["turn"])
+        for i, s in enumerate(members):
+            prev = members[max(0, i - turns): i]
+            out[s.id] = [f"{p.meta.get('speaker', 'Speaker')}: {p.text}" for p in prev]
+    return out
+
+
+def build_examples(samples: list[Sample], ids: list[str], labels: LabelSet,
+                   features: dict[str, dict[str, np.ndarray]], context_turns: int = 0) -> Examples:
+    """`features[name][id]` is the cached array of extractor `name` for sample `id` (absent = missing)."""
+    by_id = {s.id: s for s in samples}
+    context = dialogue_context(samples, context_turns)
+    C = len(labels)
+    y = np.full(len(ids), -1, dtype=np.int64)
+    y_multi = np.zeros((len(ids), C), dtype=np.float32)
+    y_soft = np.zeros((len(ids), C), dtype=np.float32)
+    for n, i in enumerate(ids):
+        s = by_id[i]
+        single = labels.to_subset(s.label)
+        if single is not None:
+            y[n] = labels.index(single)
+        for name in labels.map_many(s.labels or ([s.label] if s.label else [])):
+            y_multi[n, labels.index(name)] = 1.0
+        soft = labels.map_soft(s.soft)
+        if soft:
+            for name, w in soft.items():
+                y_soft[n, labels.index(name)] = w
+        elif y_multi[n].sum() > 0:
+            y_soft[n] = y_multi[n] / y_multi[n].sum()
+    return Examples(
+        ids=list(ids), label_names=list(labels.names),
+        features={name: [col.get(i) for i in ids] for name, col in features.items()},
+        texts=[by_id[i].text or "" for i in ids], context=[context.get(i, []) for i in ids],
+        y=y, y_multi=y_multi, y_soft=y_soft, groups=[by_id[i].group for i in ids],
+    )
