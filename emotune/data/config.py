@@ -18,6 +18,8 @@ class DataConfig:
     folds: int = 6  # for group_kfold / stratified_kfold
     val_groups: int = 1  # groups carved from the training side for validation (never from test)
     val_fraction: float = 0.1  # used when there are no groups to carve from
+    fold: int = -1  # which fold `emotune train` runs (index into the protocol's folds; -1 = last)
+    context_turns: int = 0  # preceding dialogue turns given to the model (MELD/IEMOCAP), 0 = utterance only
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific (e.g. label_field)
 
     def manifest_path(self) -> str:
