@@ -89,7 +89,7 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a section (mapping), got {value!r} ({where})")
-        return _build(tp, value, key, where)
+        return build_dataclass(tp, value, key, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected float, got {value!r} ({where})")
@@ -115,7 +115,7 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
 
 
-def _build(cls, raw: dict, prefix: str, where: str):
+def build_dataclass(cls, raw: dict, prefix: str, where: str):
     hints = typing.get_type_hints(cls)
     fields = _fields(cls)
     kwargs = {}
@@ -189,12 +189,12 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     raw = read_yaml(Path(path)) if path else {}
     where = str(path) if path else "defaults"
     # Validate the file on its own first so an error in the file names the file.
-    _build(Config, raw, "", where)
+    build_dataclass(Config, raw, "", where)
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(raw, key, value)
-        _build(Config, raw, "", "command line")
-    cfg = _build(Config, raw, "", where)
+        build_dataclass(Config, raw, "", "command line")
+    cfg = build_dataclass(Config, raw, "", where)
     cfg.source = str(path or "")
     cfg.overrides = list(overrides)
     return cfg

@@ -1,0 +1,156 @@
+"""Ablation grids: settings (config overrides) × folds, plus test-time variants, into one table and figure.
+
+A grid is a YAML file (see configs/ablations/):
+
+    base: configs/meld.yaml            # the recipe being varied
+    name: imbalance_meld               # output folder under runs/ablations/
+    overrides: [train.epochs=2]        # applied to every setting
+    folds: [0]                         # fold indices (omit for all folds)
+    settings:                          # one trained run per setting and fold
+      none: [train.imbalance=none]
+      focal: [train.imbalance=focal]
+    eval_variants:                     # optional: test-time changes applied to every trained run
+      without_audio: [eval.drop_inputs=[whisper_seq]]
+    metrics: [ua, wa, macro_f1, weighted_f1]
+
+Every (setting, fold) is an independent `emotune train` run with DONE markers, so a rerun skips what is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from emotune.config import ConfigError, build_dataclass, load_config, read_yaml
+from emotune.experiments.cv import run_folds
+from emotune.experiments.run import eval_run, log
+
+
+@dataclasses.dataclass
+class Grid:
+    base: str
+    settings: dict[str, list[str]]
+    name: str = ""
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    folds: Optional[list[int]] = None
+    eval_variants: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    metrics: list[str] = dataclasses.field(default_factory=lambda: ["ua", "wa", "macro_f1", "weighted_f1"])
+    per_class: bool = False  # add per-class recall columns (the imbalance question)
+
+
+def load_grid(path: str | Path) -> Grid:
+    raw = read_yaml(Path(path))
+    if "settings" not in raw or "base" not in raw:
+        raise ConfigError(f"{path}: a grid needs 'base' (a recipe) and 'settings'")
+    grid = build_dataclass(Grid, raw, "", str(path))
+    if not grid.name:
+        grid.name = Path(path).stem
+    if not grid.settings:
+        raise ConfigError(f"{path}: 'settings' is empty")
+    # Check every setting against the recipe schema before anything runs.
+    for name, ov in grid.settings.items():
+        load_config(grid.base, [*grid.overrides, *ov])
+    return grid
+
+
+def _cell(vals: list[float]) -> str:
+    return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if len(vals) > 1 else f"{vals[0]:.3f}"
+
+
+def collect(grid: Grid, out: Path) -> list[dict]:
+    """One row per (setting, eval variant): metrics mean ± std over folds."""
+    rows = []
+    variants = {"": None, **{k: k for k in grid.eval_variants}}
+    for setting in grid.settings:
+        fold_dirs = sorted(p.parent for p in (out / setting).glob("*/DONE"))
+        for variant, tag in variants.items():
+            name = "eval_test" if tag is None else f"eval_test_{tag}"
+            metrics = [json.loads((d / name / "metrics.json").read_text()) for d in fold_dirs if (d / name / "metrics.json").exists()]
+            if not metrics:
+                continue
+            row = {"setting": setting, "variant": variant or "-", "folds": len(metrics)}
+            for key in grid.metrics:
+                vals = [m[key] for m in metrics if key in m]
+                if vals:
+                    row[key] = float(np.mean(vals))
+                    row[f"{key}_std"] = float(np.std(vals))
+                    row[f"{key}_cell"] = _cell(vals)
+            if grid.per_class:
+                labels = metrics[0].get("label_names", [])
+                for n in labels:
+                    vals = [m["per_class"][n]["recall"] for m in metrics if n in m.get("per_class", {})]
+                    if vals:
+                        row[f"recall_{n}"] = float(np.mean(vals))
+            rows.append(row)
+    return rows
+
+
+def write_table(grid: Grid, rows: list[dict], out: Path) -> None:
+    has_variants = any(r["variant"] != "-" for r in rows)
+    cols = ["setting"] + (["variant"] if has_variants else []) + ["folds"] + grid.metrics
+    recall_cols = sorted({k for r in rows for k in r if k.startswith("recall_")}, key=lambda k: k)
+    header = cols + recall_cols
+    md = ["| " + " | ".join(h.replace("recall_", "R:") for h in header) + " |", "|" + "---|" * len(header)]
+    csv = [",".join(cols + [f"{m}_std" for m in grid.metrics] + recall_cols)]
+    for r in rows:
+        cells = [str(r.get(c if c in ("setting", "variant", "folds") else f"{c}_cell", "")) for c in cols]
+        cells += [f"{r[c]:.3f}" if c in r else "" for c in recall_cols]
+        md.append("| " + " | ".join(cells) + " |")
+        vals = [str(r.get(c, "")) if c in ("setting", "variant", "folds") else (f"{r[c]:.4f}" if c in r else "") for c in cols]
+        vals += [f"{r[f'{m}_std']:.4f}" if f"{m}_std" in r else "" for m in grid.metrics]
+        vals += [f"{r[c]:.4f}" if c in r else "" for c in recall_cols]
+        csv.append(",".join(vals))
+    (out / "table.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    (out / "table.csv").write_text("\n".join(csv) + "\n", encoding="utf-8")
+
+
+def write_figure(grid: Grid, rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = grid.metrics[0]
+    rows = [r for r in rows if key in r]
+    labels = [r["setting"] + ("" if r["variant"] == "-" else f"\n{r['variant']}") for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows) + 2), 4))
+    ax.bar(range(len(rows)), [r[key] for r in rows], yerr=[r[f"{key}_std"] for r in rows], capsize=4, color="#4C72B0")
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(key.upper() if key in ("ua", "wa") else key)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{grid.name}: {key} (mean ± std over folds)")
+    fig.tight_layout()
+    fig.savefig(out / "figure.png", dpi=120)
+    plt.close(fig)
+
+
+def ablate(grid_path: str, jobs: int = 1, root: str = "runs/ablations", extra: list[str] = ()) -> Path:
+    """`emotune ablate GRID.yaml`: train every setting on every fold (skipping done ones), then tabulate."""
+    grid = load_grid(grid_path)
+    out = Path(root) / grid.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grid.yaml").write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
+    (out / "command.txt").write_text(shlex.join(["emotune", "ablate", str(grid_path), *extra]) + "\n")
+    t0 = time.time()
+    for i, (setting, ov) in enumerate(grid.settings.items(), 1):
+        overrides = [*grid.overrides, *ov, *extra]
+        cfg = load_config(grid.base, overrides)
+        log(f"setting {i}/{len(grid.settings)} '{setting}': {' '.join(ov) or '(base)'}")
+        fold_dirs = run_folds(grid.base, overrides, cfg, out / setting, jobs=jobs, fold_indices=grid.folds)
+        for variant, vov in grid.eval_variants.items():
+            for d in fold_dirs:
+                if not (d / f"eval_test_{variant}" / "metrics.json").exists():
+                    eval_run(str(d), "test", "score", vov, out_name=f"eval_test_{variant}")
+    rows = collect(grid, out)
+    write_table(grid, rows, out)
+    write_figure(grid, rows, out)
+    (out / "rows.json").write_text(json.dumps(rows, indent=1))
+    log(f"grid '{grid.name}' done in {time.time() - t0:.0f} s: {out / 'table.md'}")
+    print((out / "table.md").read_text())
+    return out

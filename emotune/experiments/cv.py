@@ -1,0 +1,129 @@
+"""Cross-validation: every fold of the protocol, each from the same initial weights, never chained.
+
+Folds run as separate `emotune train` processes (one per fold, `--jobs N` at a time) so a crash in one
+fold cannot take the others down, a killed CV resumes by skipping folds that have DONE, and no state
+(weights, optimiser, RNG) can leak from one fold into the next — the IEMOCAP fork's validation accuracy
+rose 0.54 → 0.87 across chained folds while its held-out test stayed at 0.53.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from emotune.config import Config, load_config, save_config
+from emotune.errors import EmotuneError
+from emotune.experiments.run import ensure_manifest, folds_for, load_inputs, log
+
+SUMMARY_METRICS = ("wa", "ua", "macro_f1", "weighted_f1")
+
+
+def fold_command(config: str, overrides: list[str], fold_index: int, run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "emotune.cli", "train", str(config), *overrides,
+            f"data.fold={fold_index}", f"run_dir={run_dir}"]
+
+
+def run_folds(config: str, overrides: list[str], cfg: Config, out_dir: Path, jobs: int = 1,
+              fold_indices: list[int] | None = None) -> list[Path]:
+    """Run (or skip, when DONE) every fold into out_dir/<fold name>; returns the fold run dirs."""
+    manifest = ensure_manifest(cfg)
+    folds = folds_for(cfg, manifest)
+    # Extract features once, in this process, before the folds start: they only read the cache.
+    load_inputs(cfg, manifest)
+    indices = list(range(len(folds))) if fold_indices is None else fold_indices
+    todo = [(k, folds[k], out_dir / folds[k].name) for k in indices]
+    pending = [(k, f, d) for k, f, d in todo if not (d / "DONE").exists()]
+    if len(pending) < len(todo):
+        log(f"{len(todo) - len(pending)} of {len(todo)} fold(s) already done: skipped")
+    env = dict(os.environ)
+    # Parallel folds share the cores: give each its slice instead of oversubscribing (15-100x slower).
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), EMOTUNE_THREADS=str(threads))
+
+    def one(item):
+        k, fold, d = item
+        d.mkdir(parents=True, exist_ok=True)
+        cmd = fold_command(config, overrides, k, d)
+        t0 = time.time()
+        with open(d / "train.log", "ab") as logf:
+            rc = subprocess.run(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            raise EmotuneError(f"fold {fold.name} failed (exit {rc}); see {d / 'train.log'}")
+        log(f"fold {fold.name} finished in {time.time() - t0:.0f} s")
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, pending))
+    return [d for _, _, d in todo]
+
+
+def read_predictions(run_dir: Path, split: str = "test") -> list[dict]:
+    path = run_dir / f"eval_{split}" / "predictions.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict:
+    """mean ± std over folds, per-class recall, and one confusion matrix summed over folds."""
+    from emotune.evaluate.plots import confusion_png
+
+    per_fold = {}
+    for d in fold_dirs:
+        per_fold[d.name] = json.loads((d / f"eval_{split}" / "metrics.json").read_text())
+    labels = None
+    cm = None
+    for d in fold_dirs:
+        m = per_fold[d.name]
+        names = m.get("label_names")
+        fold_cm = np.asarray(m.get("confusion"), dtype=np.int64) if m.get("confusion") is not None else None
+        if names is None or fold_cm is None:
+            continue
+        labels = names
+        cm = fold_cm if cm is None else cm + fold_cm
+    summary: dict = {"folds": list(per_fold), "split": split}
+    for key in SUMMARY_METRICS:
+        vals = [m[key] for m in per_fold.values() if key in m]
+        if vals:
+            summary[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_fold": vals}
+    if labels is not None:
+        recalls = {n: [m["per_class"][n]["recall"] for m in per_fold.values() if n in m.get("per_class", {})] for n in labels}
+        summary["per_class_recall"] = {n: {"mean": float(np.mean(v)), "std": float(np.std(v))} for n, v in recalls.items() if v}
+        summary["label_names"] = labels
+        summary["confusion"] = cm.tolist()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / "confusion_sum.csv", "w", encoding="utf-8") as f:
+            f.write("gold\\pred," + ",".join(labels) + "\n")
+            for name, row in zip(labels, cm):
+                f.write(name + "," + ",".join(str(int(v)) for v in row) + "\n")
+        confusion_png(cm, labels, out_dir / "confusion_sum.png", title=f"{out_dir.name}: summed over {len(fold_dirs)} folds")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    parts = [f"{k.upper() if k in ('wa', 'ua') else k} {summary[k]['mean']:.3f} ± {summary[k]['std']:.3f}"
+             for k in SUMMARY_METRICS if k in summary]
+    return f"{len(summary['folds'])} folds: " + ", ".join(parts)
+
+
+def cv(config: str, overrides: list[str], jobs: int = 1) -> dict:
+    """`emotune cv CONFIG`: every fold from the same start, resumable, then the summary."""
+    cfg = load_config(config, overrides)
+    out_dir = cfg.resolved_run_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / "config.yaml")
+    (out_dir / "command.txt").write_text(shlex.join(["emotune", "cv", str(config), *overrides]) + "\n")
+    t0 = time.time()
+    dirs = run_folds(config, overrides, cfg, out_dir, jobs=jobs)
+    summary = summarise(dirs, out_dir, cfg.eval.split)
+    summary["wall_seconds"] = round(time.time() - t0, 1)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    log(format_summary(summary))
+    log(f"summary written to {out_dir / 'summary.json'}")
+    return summary

@@ -1,0 +1,258 @@
+"""One training run = one fold of one config: manifest → cached features → Examples → model → evaluation.
+
+A run directory holds everything needed to re-evaluate or serve it, and nothing that needs pickle:
+
+    <run_dir>/config.yaml     the resolved config (with the command-line overrides it came from)
+    <run_dir>/command.txt     the exact command
+    <run_dir>/fold.json       the ids of train / val / test (checked for leaks)
+    <run_dir>/init_hash.txt   hash of the model's initial weights (every fold starts from the same ones)
+    <run_dir>/model/          trained weights (safetensors / JSON)
+    <run_dir>/eval_<split>/   predictions.jsonl, metrics.json, confusion.csv, confusion.png
+    <run_dir>/DONE            written last: a run with DONE is never redone by cv/ablate
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from emotune.config import Config, load_config, resolve_data_root, save_config
+from emotune.data.examples import Examples, build_examples
+from emotune.data.labels import load_label_set
+from emotune.data.sample import Manifest, read_manifest
+from emotune.data.splits import Fold, check_fold, make_folds
+from emotune.errors import EmotuneError
+
+
+def log(msg: str) -> None:
+    print(f"[emotune {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_manifest(cfg: Config) -> Manifest:
+    """Read the recipe's manifest, preparing it from the dataset root first if it does not exist yet."""
+    path = Path(cfg.data.manifest_path())
+    if not path.exists():
+        from emotune.data.prepare import prepare
+
+        log(f"manifest {path} not found: preparing {cfg.data.dataset} from {cfg.data.root}")
+        options = dict(cfg.data.options)
+        if cfg.data.label_set:
+            options["label_set"] = cfg.data.label_set
+        prepare(cfg.data.dataset, resolve_data_root(cfg.data.root), path, options, log=log)
+    return read_manifest(path)
+
+
+def label_set_for(cfg: Config, manifest: Manifest):
+    return load_label_set(cfg.data.label_set or manifest.label_set, cfg.data.subset)
+
+
+def folds_for(cfg: Config, manifest: Manifest) -> list[Fold]:
+    return make_folds(manifest.samples, cfg.data.protocol, cfg.data.folds, cfg.data.val_groups,
+                      cfg.data.val_fraction, cfg.seed)
+
+
+def feature_names(cfg: Config) -> list[str]:
+    names = list(cfg.model.inputs)
+    # ASR fills the transcript of samples that have audio but no text (used in prompts and by text encoders).
+    if "asr" in cfg.features.extractors and "asr" not in names:
+        names.append("asr")
+    return names
+
+
+def load_inputs(cfg: Config, manifest: Manifest) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """Cached features for the model's inputs (extracting whatever is not cached yet) and ASR transcripts."""
+    names = feature_names(cfg)
+    if not names:
+        return {}, {}
+    from emotune.features.store import ensure_features, load_features, load_transcripts
+
+    cache_dir = Path(cfg.features.cache_dir) if cfg.features.cache_dir else None
+    ensure_features(manifest, names, cache_dir, workers=cfg.features.workers)
+    vectors = [n for n in names if n != "asr"]
+    feats = load_features(manifest, vectors, cache_dir) if vectors else {}
+    transcripts = load_transcripts(manifest, cache_dir) if "asr" in names else {}
+    return feats, transcripts
+
+
+def keep_labelled(cfg: Config, manifest: Manifest, labels) -> tuple[list, int]:
+    """Samples that have a target under this config's label subset and target kind; the rest are counted."""
+    kept, dropped = [], 0
+    for s in manifest.samples:
+        if cfg.data.target == "single":
+            ok = labels.to_subset(s.label) is not None
+        else:
+            ok = bool(labels.map_many(s.labels or ([s.label] if s.label else [])))
+        if ok:
+            kept.append(s)
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+@dataclasses.dataclass
+class FoldData:
+    fold: Fold
+    train: Examples
+    val: Examples
+    test: Examples
+
+
+def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -> FoldData:
+    labels = label_set_for(cfg, manifest)
+    samples, _ = keep_labelled(cfg, manifest, labels)
+    if transcripts:
+        for s in samples:
+            if not s.text and transcripts.get(s.id):
+                s.text = transcripts[s.id]
+    keep = {s.id for s in samples}
+    sides = [[i for i in ids if i in keep] for ids in (fold.train, fold.val, fold.test)]
+    built = [build_examples(samples, ids, labels, feats, cfg.data.context_turns) for ids in sides]
+    return FoldData(fold, *built)
+
+
+def feature_shapes(feats: dict[str, dict[str, np.ndarray]]) -> dict[str, tuple]:
+    shapes = {}
+    for name, col in feats.items():
+        first = next(iter(col.values()), None)
+        if first is None:
+            raise EmotuneError(f"feature '{name}' is missing for every sample (see `emotune features --check`)")
+        shapes[name] = tuple(np.asarray(first).shape)
+    return shapes
+
+
+def build_model(cfg: Config, label_names: list[str], shapes: dict[str, tuple]):
+    from emotune.model.registry import model_class
+
+    cls = model_class(cfg.model.kind)
+    if cfg.model.kind == "emotion_lm":
+        return cls(label_names, list(cfg.model.inputs), shapes, cfg.model.lm, cfg.train, target=cfg.data.target, seed=cfg.seed)
+    return cls(label_names, list(cfg.model.inputs), cfg.model.baseline, target=cfg.data.target,
+               imbalance=cfg.train.imbalance, seed=cfg.seed)
+
+
+def load_model(cfg: Config, run_dir: Path):
+    from emotune.model.registry import model_class
+
+    return model_class(cfg.model.kind).load(run_dir / "model")
+
+
+def weights_hash(model) -> str:
+    """sha256 of the model's trainable weights as they are now (before fit: the fold's starting point)."""
+    fn = getattr(model, "state_hash", None)
+    return fn() if fn else "n/a"
+
+
+def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score") -> dict:
+    from emotune.evaluate.writer import write_evaluation
+
+    multi = cfg.data.target == "multi"
+    gold = ex.y_multi if multi else ex.y
+    if mode == "generate":
+        texts = model.generate(ex)
+        from emotune.evaluate.decode import parse_answer, parse_labels
+
+        labels = ex.label_names
+        if multi:
+            preds = [parse_labels(t, labels) for t in texts]
+        else:
+            preds = [parse_answer(t, labels) for t in texts]
+        n = len(labels)
+        probs = np.full((len(ex), n), 1.0 / n, dtype=np.float32)  # generation gives no scores
+        return write_evaluation(out_dir, ex.ids, labels, probs, gold=gold, raw_text=texts, preds=preds, multi=multi)
+    probs = model.predict_proba(ex)
+    return write_evaluation(out_dir, ex.ids, ex.label_names, probs, gold=gold, multi=multi)
+
+
+def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest] = None, inputs=None,
+             command: Optional[str] = None) -> dict:
+    """Train on fold.train (select on fold.val), evaluate on fold.test; skip if the run is already DONE."""
+    run_dir = Path(run_dir)
+    done = run_dir / "DONE"
+    if done.exists():
+        return json.loads((run_dir / f"eval_{cfg.eval.split}" / "metrics.json").read_text())
+    manifest = manifest or ensure_manifest(cfg)
+    feats, transcripts = inputs if inputs is not None else load_inputs(cfg, manifest)
+    check_fold(fold, {s.id: s.group for s in manifest.samples} if cfg.data.protocol in ("logo", "group_kfold") else None)
+    data = fold_data(cfg, manifest, fold, feats, transcripts)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "command.txt").write_text((command or shlex.join(["emotune", *sys.argv[1:]])) + "\n")
+    (run_dir / "fold.json").write_text(fold.to_json())
+    model = build_model(cfg, data.train.label_names, feature_shapes(feats) if feats else {})
+    (run_dir / "init_hash.txt").write_text(weights_hash(model) + "\n")
+    log(f"{fold.name}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} — {cfg.model.kind}")
+    t0 = time.time()
+    history = model.fit(data.train, data.val, run_dir / "model")
+    model.save(run_dir / "model")
+    train_s = time.time() - t0
+    metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
+                       run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode)
+    metrics["train_seconds"] = round(train_s, 1)
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1, default=float))
+    (run_dir / f"eval_{cfg.eval.split}" / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    done.write_text(time.strftime("%Y-%m-%d %H:%M:%S") + "\n")
+    log(f"{fold.name}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("wa", "ua", "macro_f1", "weighted_f1") if k in metrics))
+    return metrics
+
+
+def train(config: str, overrides: list[str]) -> Path:
+    """`emotune train CONFIG`: one fold (data.fold) into run_dir."""
+    cfg = load_config(config, overrides)
+    manifest = ensure_manifest(cfg)
+    folds = folds_for(cfg, manifest)
+    try:
+        fold = folds[cfg.data.fold]
+    except IndexError:
+        raise EmotuneError(f"data.fold={cfg.data.fold}: the {cfg.data.protocol} protocol has {len(folds)} fold(s)") from None
+    run_dir = cfg.resolved_run_dir()
+    run_fold(cfg, fold, run_dir, manifest)
+    log(f"run written to {run_dir}")
+    return run_dir
+
+
+def apply_eval_time(cfg: Config, model, ex: Examples) -> Examples:
+    """Test-time variations of a trained run: inputs removed at test time, another prompt pool."""
+    drop = getattr(cfg.eval, "drop_inputs", [])
+    if drop:
+        unknown = [n for n in drop if n not in ex.features]
+        if unknown:
+            raise EmotuneError(f"eval.drop_inputs: {unknown} are not inputs of this run ({sorted(ex.features)})")
+        feats = {k: ([None] * len(ex) if k in drop else v) for k, v in ex.features.items()}
+        ex = dataclasses.replace(ex, features=feats)
+    hook = getattr(model, "configure_eval", None)
+    if hook is not None:
+        hook(cfg)
+    return ex
+
+
+def eval_run(run_dir: str, split: str = "test", mode: str = "score", overrides: list[str] = (),
+             out_name: Optional[str] = None) -> dict:
+    """`emotune eval RUN_DIR`: re-evaluate a trained run on its fold's split, by scoring or by generation.
+
+    `overrides` change only evaluation-time settings (eval.*, the LM's eval prompt pool); the trained
+    weights are whatever the run saved.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise EmotuneError(f"{run_dir}: not a run directory (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml", list(overrides))
+    fold = Fold.load(run_dir / "fold.json")
+    manifest = ensure_manifest(cfg)
+    feats, transcripts = load_inputs(cfg, manifest)
+    data = fold_data(cfg, manifest, fold, feats, transcripts)
+    ex = {"test": data.test, "val": data.val, "train": data.train}[split]
+    model = load_model(cfg, run_dir)
+    ex = apply_eval_time(cfg, model, ex)
+    out = run_dir / (out_name or (f"eval_{split}" if mode == "score" else f"eval_{split}_{mode}"))
+    metrics = evaluate(cfg, model, ex, out, mode)
+    log(f"wrote {out}")
+    return metrics
