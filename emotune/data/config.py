@@ -19,6 +19,10 @@ class DataConfig:
     val_groups: int = 1  # groups carved from the training side for validation (never from test)
     val_fraction: float = 0.1  # used when there are no groups to carve from
     fold: int = -1  # which fold `emotune train` runs (index into the protocol's folds; -1 = last)
+    # Quick ablations on big datasets: a seeded, label-stratified subsample of each side (0 = everything).
+    # Tables made with these say so; headline results use the full splits.
+    max_train: int = 0
+    max_eval: int = 0
     context_turns: int = 0  # preceding dialogue turns given to the model (MELD/IEMOCAP), 0 = utterance only
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific (e.g. label_field)
 

@@ -36,6 +36,11 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/ablations", help="parent folder of the grid's outputs")
     p.set_defaults(func=cmd_ablate)
 
+    p = sub.add_parser("report", help="Markdown + self-contained HTML report of a run, CV or grid directory",
+                       description="Write report.md and report.html (tables, confusion matrices, per-class charts, commands, configs).")
+    p.add_argument("dir", help="a run, CV or ablation-grid directory")
+    p.set_defaults(func=cmd_report)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from emotune.experiments.run import train
@@ -66,4 +71,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from emotune.experiments.ablate import ablate
 
     ablate(args.grid, jobs=args.jobs, root=args.out, extra=args.overrides)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from emotune.evaluate.report import report
+
+    md, page = report(args.dir)
+    print(f"wrote {md} and {page}")
     return 0

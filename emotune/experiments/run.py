@@ -98,6 +98,21 @@ def keep_labelled(cfg: Config, manifest: Manifest, labels) -> tuple[list, int]:
     return kept, dropped
 
 
+def subsample(ids: list[str], n: int, label_of: dict, seed: int) -> list[str]:
+    """n ids drawn per label in proportion (seeded), in their original order."""
+    if n >= len(ids):
+        return ids
+    rng = np.random.default_rng(seed)
+    by_label: dict = {}
+    for i in ids:
+        by_label.setdefault(label_of.get(i), []).append(i)
+    chosen = set()
+    for members in by_label.values():
+        k = max(1, int(round(n * len(members) / len(ids))))
+        chosen.update(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
+    return [i for i in ids if i in chosen]
+
+
 @dataclasses.dataclass
 class FoldData:
     fold: Fold
@@ -115,6 +130,9 @@ def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -
                 s.text = transcripts[s.id]
     keep = {s.id for s in samples}
     sides = [[i for i in ids if i in keep] for ids in (fold.train, fold.val, fold.test)]
+    label_of = {s.id: s.label or (s.labels[0] if s.labels else None) for s in samples}
+    limits = (cfg.data.max_train, cfg.data.max_eval, cfg.data.max_eval)
+    sides = [subsample(ids, n, label_of, cfg.seed) if n else ids for ids, n in zip(sides, limits)]
     built = [build_examples(samples, ids, labels, feats, cfg.data.context_turns) for ids in sides]
     return FoldData(fold, *built)
 
