@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +12,13 @@ from emotune.data.labels import load_label_set
 from emotune.data.sample import Problem, Sample, validate, write_manifest
 from emotune.data.sources import Row, get_source
 from emotune.errors import EmotuneError
+
+
+@dataclasses.dataclass
+class Skipped:
+    """A row an adapter leaves out on purpose (e.g. an unlabelled table row): counted, never an error."""
+
+    reason: str
 
 
 class PrepareError(EmotuneError):
@@ -27,15 +36,24 @@ def prepare(dataset: str, root: Path, out: Path, options: Optional[dict] = None,
     if not root.exists():
         raise EmotuneError(f"dataset root not found: {root}")
     options = dict(options or {})
-    label_set_name = options.pop("label_set", None) or getattr(source, "LABEL_SET")
+    # Adapters see label_set too: those serving several label sets (MER/MERR, table) canonicalise with it.
+    label_set_name = options.get("label_set") or getattr(source, "LABEL_SET", None)
     if dataset == "meld" and options.get("label_field") == "Sentiment":
         label_set_name = "meld_sentiment"
+    if not label_set_name:
+        raise EmotuneError(f"dataset '{dataset}' needs a label set: --option label_set=NAME (e.g. mer, iemocap, emoset)")
     labels = load_label_set(label_set_name, subset)
 
     rows: list[Row] = []
     problems: list[Problem] = []
+    skipped: Counter = Counter()
     for item in source.read(root, options):
-        (problems if isinstance(item, Problem) else rows).append(item)
+        if isinstance(item, Problem):
+            problems.append(item)
+        elif isinstance(item, Skipped):
+            skipped[item.reason] += 1
+        else:
+            rows.append(item)
     samples = [r.sample for r in rows]
     problems += validate(samples, root, labels, check_media=check_media, origins=[(r.file, r.line) for r in rows])
 
@@ -47,27 +65,36 @@ def prepare(dataset: str, root: Path, out: Path, options: Optional[dict] = None,
     kept = [r.sample for r in rows if (r.file, r.line) not in bad_lines and (r.file, None) not in bad_lines]
 
     # Map labels into the chosen subset; drop what falls outside, with a count (never silently).
-    dropped = 0
+    # Where the single label is the annotation of record (IEMOCAP's majority vote), a sample is in the
+    # subset only when that label is: the IEMOCAP 4-class protocol drops frustrated and no-agreement turns
+    # even when some evaluator also named an emotion of the subset. Elsewhere (GoEmotions) any label counts.
+    by_label = getattr(source, "SUBSET_BY_LABEL", False)
+    dropped: Counter = Counter()
     final: list[Sample] = []
     for s in kept:
         if subset != "all":
+            original = s.label if s.label is not None else "(no label)"
             s.label = labels.to_subset(s.label)
             s.labels = labels.map_many(s.labels)
             s.soft = labels.map_soft(s.soft)
-            if s.label is None and not s.labels:
-                dropped += 1
+            if s.label is None and (by_label or not s.labels):
+                dropped[original] += 1
                 continue
         final.append(s)
     n = write_manifest(out, dataset, root, label_set_name, subset, final)
     report = {"dataset": dataset, "root": str(root), "manifest": str(out), "written": n,
-              "invalid": len(problems), "dropped_outside_subset": dropped}
+              "invalid": len(problems), "dropped_outside_subset": sum(dropped.values()),
+              "dropped_by_label": dict(dropped), "skipped": dict(skipped)}
     if problems:
         report_path = Path(str(out) + ".invalid.txt")
         report_path.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
         report["invalid_report"] = str(report_path)
         log(f"skipped {len(problems)} invalid row(s); see {report_path}")
+    for reason, count in skipped.items():
+        log(f"skipped {count} row(s): {reason}")
     if dropped:
-        log(f"dropped {dropped} sample(s) whose label is outside subset '{subset}'")
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
+        log(f"dropped {sum(dropped.values())} sample(s) whose label is outside subset '{subset}' ({detail})")
     log(f"wrote {n} samples to {out}")
     return report
 

@@ -21,6 +21,7 @@ SOURCES = {
     "ravdess": "emotune.data.sources.ravdess",
     "meld": "emotune.data.sources.meld",
     "goemotions": "emotune.data.sources.goemotions",
+    "iemocap": "emotune.data.sources.iemocap",
 }
 
 
