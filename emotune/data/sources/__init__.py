@@ -22,6 +22,7 @@ SOURCES = {
     "meld": "emotune.data.sources.meld",
     "goemotions": "emotune.data.sources.goemotions",
     "iemocap": "emotune.data.sources.iemocap",
+    "mer": "emotune.data.sources.mer",
 }
 
 
