@@ -3,8 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass
+class LoRAConfig:
+    enabled: bool = True  # false = projector-only training (the LM is untouched)
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
 @dataclasses.dataclass
 class LMConfig:
     backbone: str = "smollm2-135m-instruct"  # built-in offline default, or any HF causal LM id / local path
+    dtype: Literal["fp32", "bf16"] = "bf16"  # dtype of the frozen LM weights (trainable weights stay fp32)
+    projector: Literal["linear", "mlp"] = "mlp"
+    projector_hidden: int = 1024  # hidden width of the 2-layer MLP projector
+    tokens: int = 4  # LM tokens per vector feature (a sequence feature gives one token per row)
+    lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
+    modality_dropout: float = 0.0  # training: drop each present input with this probability (it reads as missing)
+    # Prompt templates (ids from emotune/model/prompts/*.yaml, a file stem = all its templates, or a
+    # path to your own YAML). Training draws one per sample; evaluation averages the class
+    # probabilities over `eval_prompts` (empty = the training templates).
+    prompts: list[str] = dataclasses.field(default_factory=lambda: ["default"])
+    eval_prompts: list[str] = dataclasses.field(default_factory=list)
+    max_text_chars: int = 600  # transcripts and each context turn are cut to this many characters
+    # Weight of the ordinary next-token loss on the whole answer text (label, list or reasoning) beside
+    # the closed-set loss over the label tokens; > 0 keeps free generation answering with labels.
+    lm_loss_weight: float = 0.1
+    max_new_tokens: int = 16  # generation (raise it for reasoning targets)

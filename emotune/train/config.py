@@ -1,12 +1,24 @@
-"""The `train:` section: optimisation settings."""
+"""The `train:` section: optimisation settings shared by the emotion LM and the MLP baseline."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 16
+    lr: float = 1e-3  # AdamW peak learning rate (projectors and LoRA)
+    batch_size: int = 16  # samples per process per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup: float = 0.05  # fraction of all optimizer steps spent warming up linearly, then cosine decay to 0
+    clip: float = 1.0  # max gradient norm (0 = no clipping)
+    weight_decay: float = 0.0
+    patience: int = 3  # epochs without a better validation UA before stopping (0 = never stop early)
+    imbalance: Literal["none", "class_weights", "balanced_sampler", "focal"] = "none"
+    focal_gamma: float = 2.0
+    bf16: bool = True  # bf16 autocast for the forward pass (CPUs with AVX512-BF16/AMX, GPUs); never fp16 on CPU
+    checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0 = at the end of each epoch only)
+    eval_batch_size: int = 32
+    progress: bool = True  # progress bar with loss and rate on stderr
