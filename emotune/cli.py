@@ -16,6 +16,7 @@ from emotune.errors import EmotuneError
 VERB_MODULES = (
     "emotune.data.cli",
     "emotune.experiments.cli",
+    "emotune.serve.predict_cli",
 )
 
 

@@ -1,0 +1,216 @@
+"""`emotune demo RUN_DIR`: a Gradio app around `predict` — upload or record, see the emotion and why.
+
+Uploads are checked before any model sees them (size, emptiness, ffprobe for audio/video, PIL for
+images); every failure reaches the user as a message, never as a crashed worker. A queue bounds how
+many requests run at once and how many may wait. The server listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from emotune.errors import EmotuneError
+
+log = logging.getLogger("emotune.demo")
+
+VIDEO_EXT = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg"}
+AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+EXAMPLES_DIR = "mer2023_examples"  # under $EMOTUNE_DATA
+FFPROBE_TIMEOUT_S = 15
+
+
+class UploadError(EmotuneError):
+    """An upload the demo refuses; the message is shown to the user as is."""
+
+
+# -- upload checks --------------------------------------------------------------------------------------
+
+def check_upload(path: str | Path, kind: str, max_bytes: int) -> Path:
+    """The path of an acceptable `kind` ('video' | 'audio' | 'image') file, or UploadError saying why not."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise UploadError(f"{kind} '{name}': the upload did not arrive (no file)")
+    size = path.stat().st_size
+    if size == 0:
+        raise UploadError(f"{kind} '{name}' is empty (0 bytes)")
+    if size > max_bytes:
+        raise UploadError(f"{kind} '{name}' is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    allowed = {"video": VIDEO_EXT, "audio": AUDIO_EXT | VIDEO_EXT, "image": IMAGE_EXT}[kind]
+    if path.suffix.lower() not in allowed:
+        raise UploadError(f"{kind} '{name}': type '{path.suffix or '(none)'}' is not accepted "
+                          f"(accepted: {', '.join(sorted(allowed))})")
+    if kind == "image":
+        _check_image(path)
+    else:
+        _check_media(path, kind)
+    return path
+
+
+def _check_image(path: Path) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()  # reads the whole file; catches truncation and non-images under an image name
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UploadError(f"image '{path.name}' is not a readable image ({_short(exc)})") from None
+    except Image.DecompressionBombError:
+        raise UploadError(f"image '{path.name}' is too large in pixels") from None
+
+
+def _check_media(path: Path, kind: str) -> None:
+    """ffprobe must parse the container and find the stream this input needs."""
+    try:
+        proc = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "json", str(path)],
+            capture_output=True, text=True, timeout=FFPROBE_TIMEOUT_S)
+    except FileNotFoundError:
+        raise UploadError("ffprobe is not installed on the server (it is part of ffmpeg)") from None
+    except subprocess.TimeoutExpired:
+        raise UploadError(f"{kind} '{path.name}': ffprobe could not read it within {FFPROBE_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        reason = proc.stderr.replace(str(path), "").strip(" :\n").splitlines()
+        raise UploadError(f"{kind} '{path.name}' is not a readable {kind} file "
+                          f"({_short(reason[-1] if reason else 'ffprobe failed')})")
+    try:
+        types = {s.get("codec_type") for s in json.loads(proc.stdout or "{}").get("streams", [])}
+    except json.JSONDecodeError:
+        types = set()
+    need = "video" if kind == "video" else "audio"
+    if need not in types:
+        raise UploadError(f"{kind} '{path.name}' has no {need} stream")
+
+
+def _short(exc: Any) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+# -- examples -----------------------------------------------------------------------------------------
+
+def find_examples(folder: Optional[Path]) -> list[list]:
+    """[video, audio, image, transcript] rows for the labelled clips listed in the folder's metadata.csv."""
+    if folder is None or not (folder / "metadata.csv").is_file():
+        return []
+    rows = []
+    with open(folder / "metadata.csv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            clip = folder / row.get("file", "")
+            if row.get("label_from_docs") and clip.is_file():
+                rows.append([str(clip), None, None, row.get("english_subtitle_from_app_py") or ""])
+    return rows
+
+
+def default_examples_dir() -> Optional[Path]:
+    home = os.environ.get("EMOTUNE_DATA")
+    return Path(home) / EXAMPLES_DIR if home else None
+
+
+# -- the app --------------------------------------------------------------------------------------------
+
+def _file_path(payload) -> Optional[str]:
+    """The server-side path inside a component's raw payload (events run with preprocess=False)."""
+    if not payload:
+        return None
+    if isinstance(payload, dict) and "video" in payload:  # gr.Video sends {"video": FileData, "subtitles": ...}
+        payload = payload["video"]
+    if isinstance(payload, dict):
+        return payload.get("path")
+    return str(payload)
+
+
+def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Optional[Path] = None):
+    import gradio as gr
+    import pandas as pd
+
+    from emotune.serve.predict import load_predictor
+
+    predictor = load_predictor(run_dir)
+    info = predictor.describe()
+    max_bytes = int(max_upload_mb * 2**20)
+    face_dir = Path(tempfile.mkdtemp(prefix="emotune_demo_faces_"))
+    examples = find_examples(examples_dir if examples_dir is not None else default_examples_dir())
+    empty_chart = pd.DataFrame({"emotion": [], "probability": []})
+
+    def analyse(video, audio, image, text, explain):
+        try:
+            paths = {}
+            for kind, payload in (("video", video), ("audio", audio), ("image", image)):
+                p = _file_path(payload)
+                if p:
+                    paths[kind] = str(check_upload(p, kind, max_bytes))
+            if not paths and not (text or "").strip():
+                raise UploadError("Upload or record a video, an audio clip or an image, or type a transcript.")
+            result = predictor.predict(**paths, text=text, explain=bool(explain), face_dir=face_dir)
+        except EmotuneError as exc:
+            raise gr.Error(html.escape(str(exc)), title="Cannot analyse this input", print_exception=False) from None
+        except Exception as exc:  # a bug or a decoder crash: the user gets a message, the server keeps serving
+            log.exception("prediction failed")
+            raise gr.Error(html.escape(f"prediction failed: {type(exc).__name__}: {_short(exc)}")) from None
+        for name, reason in result["missing"].items():
+            gr.Warning(html.escape(f"{name}: {reason}"))
+        return _render(result, predictor.label_names)
+
+    def _render(result: dict, labels: list[str]):
+        probs = result["probabilities"]
+        chart = pd.DataFrame({"emotion": labels, "probability": [probs[n] for n in labels]})
+        rows = [[m, ", ".join(c["features"]), c["label"], round(c["probabilities"][result["label"]], 3), round(c["drop"], 3)]
+                for m, c in result["contributions"].items()]
+        contrib = pd.DataFrame(rows, columns=["removed", "features", "prediction without it",
+                                              f"p({result['label']}) without it", "drop"])
+        explanation = result.get("explanation") or ("" if info["explains"] else
+                                                     "_This run is a baseline classifier: it gives probabilities, not explanations._")
+        transcript = result["transcript"] + (" _(Whisper ASR)_" if result["transcript_source"] == "asr" else "")
+        return (probs, chart, result["face"], transcript, explanation, contrib, result)
+
+    title = f"emotune demo — {info['name']} ({info['kind']} on {', '.join(info['inputs'])})"
+    with gr.Blocks(title="emotune demo", analytics_enabled=False) as app:
+        gr.Markdown(f"## {html.escape(title)}\nClasses: {', '.join(info['labels'])}. "
+                    f"Uploads up to {max_upload_mb:g} MB; video and audio are checked with ffprobe, images with PIL.")
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="in-video")
+                audio = gr.Audio(label="Audio", sources=["upload", "microphone"], type="filepath", elem_id="in-audio")
+                image = gr.Image(label="Image", sources=["upload", "webcam"], type="filepath", elem_id="in-image")
+                text = gr.Textbox(label="Transcript (optional; Whisper transcribes English speech when empty)",
+                                  lines=2, elem_id="in-text")
+                explain = gr.Checkbox(label="Explain (emotion-LM runs)", value=info["explains"],
+                                      interactive=info["explains"])
+                button = gr.Button("Analyse", variant="primary", elem_id="analyse")
+            with gr.Column():
+                label = gr.Label(label="Predicted emotion", num_top_classes=3, elem_id="out-label")
+                chart = gr.BarPlot(empty_chart, x="emotion", y="probability", y_lim=[0, 1], sort=None,
+                                   label="Probability per class", elem_id="out-chart")
+                face = gr.Image(label="Detected face", type="filepath", interactive=False, elem_id="out-face")
+                transcript = gr.Markdown(label="Transcript", elem_id="out-transcript")
+                explanation = gr.Markdown(label="Explanation", elem_id="out-explanation")
+                contrib = gr.Dataframe(label="Contribution of each modality (prediction with it removed)",
+                                       interactive=False, elem_id="out-contrib")
+                with gr.Accordion("Raw output (JSON)", open=False):
+                    raw = gr.JSON(elem_id="out-json")
+        button.click(analyse, [video, audio, image, text, explain],
+                     [label, chart, face, transcript, explanation, contrib, raw],
+                     api_name="analyse", preprocess=False)
+        if examples:
+            gr.Examples(examples, [video, audio, image, text], label="MER2023 clips (Chinese speech; English subtitle as transcript)")
+    return app
+
+
+def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 50,
+           concurrency: int = 2, queue_size: int = 64, examples_dir: Optional[Path] = None) -> None:
+    app = build_app(run_dir, max_upload_mb, examples_dir)
+    # The queue: `concurrency` predictions run at once (a 2-core machine gains nothing from more);
+    # up to `queue_size` wait, and further requests are told the queue is full.
+    app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
+    app.launch(server_name=host, server_port=port, max_file_size=int(max_upload_mb * 2**20),
+               share=False, ssr_mode=False, show_error=True, quiet=False)

@@ -1,0 +1,56 @@
+"""CLI verbs `predict` (one input → JSON on stdout) and `demo` (the Gradio app)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="predict the emotion of one video / audio / image / text with a trained run",
+                       description="Run a trained run on one raw input and print JSON: label, probability per class, "
+                                   "modalities used, transcript, face crop, each modality's contribution.")
+    p.add_argument("run_dir", help="a run directory made by `emotune train`")
+    p.add_argument("--video", help="video file (its audio track is used too)")
+    p.add_argument("--audio", help="audio file")
+    p.add_argument("--image", help="still image (face)")
+    p.add_argument("--text", help="transcript or sentence (default: Whisper ASR of the audio, when the run reads text)")
+    p.add_argument("--explain", action="store_true", help="add a generated explanation (emotion-LM runs)")
+    p.add_argument("--face-dir", help="folder for the detected face crop (default: a new temporary folder)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="web demo of a trained run (Gradio)",
+                       description="Serve a Gradio app: upload or record a video, audio or image, see the emotion, "
+                                   "its probabilities, the face, the transcript and each modality's contribution.")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload")
+    p.add_argument("--concurrency", type=int, default=2, help="predictions running at once")
+    p.add_argument("--queue-size", type=int, default=64, help="requests that may wait; more are refused")
+    p.add_argument("--examples", help="folder of example clips with metadata.csv (default $EMOTUNE_DATA/mer2023_examples)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from emotune.serve.predict import predict
+
+    result = predict(args.run_dir, video=args.video, audio=args.audio, image=args.image, text=args.text,
+                     explain=args.explain, face_dir=args.face_dir)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from emotune.errors import EmotuneError
+    from emotune.serve.demo import launch
+
+    if args.max_upload_mb <= 0 or args.concurrency < 1 or args.queue_size < 1:
+        raise EmotuneError("--max-upload-mb, --concurrency and --queue-size must be positive")
+    launch(args.run_dir, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+           concurrency=args.concurrency, queue_size=args.queue_size,
+           examples_dir=Path(args.examples) if args.examples else None)
+    return 0
