@@ -23,6 +23,7 @@ SOURCES = {
     "goemotions": "emotune.data.sources.goemotions",
     "iemocap": "emotune.data.sources.iemocap",
     "mer": "emotune.data.sources.mer",
+    "emoset": "emotune.data.sources.emoset",
 }
 
 
