@@ -24,6 +24,7 @@ SOURCES = {
     "iemocap": "emotune.data.sources.iemocap",
     "mer": "emotune.data.sources.mer",
     "emoset": "emotune.data.sources.emoset",
+    "synthetic": "emotune.data.sources.synthetic",
 }
 
 

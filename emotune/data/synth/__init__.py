@@ -1,0 +1,28 @@
+"""The built-in synthetic corpus behind `emotune quickstart`: emotional speech made with espeak-ng.
+
+Honest note: every clip is synthetic. espeak-ng speaks sentences written for emotune, and the emotion is
+set by prosody rules, not acted by a person. The corpus exists so the whole pipeline (prepare, features,
+training, speaker-independent cross-validation, report, demo) runs on a fresh machine with no download;
+a score on it says the pipeline works, not how well emotions are recognised in real speech.
+
+Design:
+- Speakers: 6 espeak-ng voices (3 male, 3 female variants; US and British English), each with its own
+  baseline pitch, speed and loudness, so speaker-independent folds (leave speakers out) mean something.
+- Emotions: neutral, happy, sad, angry, fearful. Each is a prosody rule relative to the speaker
+  (`voices.yaml`): happy = higher, wider pitch, a bit faster and louder, moderate emphasis; sad = lower,
+  flat, slow, soft; angry = slightly higher, wide range, fast, loud, strong emphasis; fearful = highest,
+  narrow range, fastest, softer, with hesitation pauses; neutral = the speaker's baseline. Every clip
+  draws small deterministic offsets (jitter) so no two clips of an emotion sound the same.
+- Text vs audio: 9 sentences per emotion carry the emotion in their wording (the text alone is
+  informative), and 4 shared sentences with neutral or ambiguous wording are spoken in EVERY emotion,
+  so for those only the voice tells the emotion (audio matters, and text-only models stay below audio+text).
+- Counts: 6 speakers × 5 emotions × 13 sentences = 390 clips of about 1.5-3.5 s, 16 kHz mono.
+- Deterministic and cached: the same settings give the same bytes; `build_corpus` reuses a corpus whose
+  settings hash and files match, and publishes a new one atomically (temp folder + rename).
+
+`emotune.data.sources.synthetic` reads the layout `build_corpus` writes.
+"""
+
+from emotune.data.synth.build import BuildResult, build_corpus, default_corpus_dir, plan
+
+__all__ = ["BuildResult", "build_corpus", "default_corpus_dir", "plan"]
