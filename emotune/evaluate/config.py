@@ -10,3 +10,8 @@ from typing import Literal
 class EvalConfig:
     split: str = "test"
     mode: Literal["score", "generate"] = "score"
+    # Multi-label: how scores become labels. Thresholds are chosen on the validation side only
+    # (emotune.evaluate.metrics.choose_thresholds): one per label, one for all, or `threshold` as given.
+    threshold_policy: Literal["per_label", "global", "fixed"] = "per_label"
+    threshold: float = 0.5  # the fixed value, and the default for a label with no validation positive
+    ece_bins: int = 15  # equal-width bins of the calibration error
