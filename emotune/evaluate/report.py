@@ -76,24 +76,6 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
 
 
-def per_class_chart(names: list[str], values: list[float], out: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(names) + 2), 3.2))
-    ax.bar(range(len(names)), values, color="#55A868")
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("recall")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
 def _provenance(page: Page, d: Path) -> None:
     page.heading("How this was produced")
     for name in ("command.txt",):
@@ -112,12 +94,9 @@ def _run_section(page: Page, d: Path, level: int = 2) -> None:
         page.table(["metric", "value"], [[k, _fmt(m[k])] for k in (*METRICS, "invalid", "micro_f1") if k in m])
         pc = m.get("per_class") or {}
         if pc:
-            names = list(pc)
             page.table(["class", "precision", "recall", "f1", "support"],
-                       [[n, _fmt(pc[n].get("precision")), _fmt(pc[n].get("recall")), _fmt(pc[n].get("f1")), _fmt(pc[n].get("support"))] for n in names])
-            chart = per_class_chart(names, [pc[n].get("recall", 0.0) for n in names], ev.parent / "per_class_recall.png",
-                                    f"{d.name} {ev.parent.name}: per-class recall")
-            page.image(chart, "per-class recall")
+                       [[n, *(_fmt(pc[n].get(k)) for k in ("precision", "recall", "f1", "support"))] for n in pc])
+        page.image(ev.parent / "per_class.png", "per-class precision / recall / F1")
         page.image(ev.parent / "confusion.png", "confusion matrix")
 
 
@@ -138,9 +117,7 @@ def report(d: str | Path) -> tuple[Path, Path]:
             names = list(s["per_class_recall"])
             page.table(["class", "recall mean", "recall std"],
                        [[n, _fmt(s["per_class_recall"][n]["mean"]), _fmt(s["per_class_recall"][n]["std"])] for n in names])
-            chart = per_class_chart(names, [s["per_class_recall"][n]["mean"] for n in names], d / "per_class_recall.png",
-                                    f"{d.name}: per-class recall (mean over folds)")
-            page.image(chart, "per-class recall, mean over folds")
+            page.image(d / "per_class_pooled.png", "per class, pooled over folds")
         page.image(d / "confusion_sum.png", "confusion matrix summed over folds")
         page.heading("Folds")
         for fold in s["folds"]:

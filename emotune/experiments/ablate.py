@@ -82,7 +82,7 @@ def collect(grid: Grid, out: Path) -> list[dict]:
                     row[f"{key}_std"] = float(np.std(vals))
                     row[f"{key}_cell"] = _cell(vals)
             if grid.per_class:
-                labels = metrics[0].get("label_names", [])
+                labels = metrics[0].get("labels", [])
                 for n in labels:
                     vals = [m["per_class"][n]["recall"] for m in metrics if n in m.get("per_class", {})]
                     if vals:

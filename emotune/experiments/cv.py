@@ -71,7 +71,8 @@ def read_predictions(run_dir: Path, split: str = "test") -> list[dict]:
 
 def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict:
     """mean ± std over folds, per-class recall, and one confusion matrix summed over folds."""
-    from emotune.evaluate.plots import confusion_png
+    from emotune.evaluate import plots
+    from emotune.evaluate.metrics import classification_metrics
 
     per_fold = {}
     for d in fold_dirs:
@@ -80,7 +81,7 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
     cm = None
     for d in fold_dirs:
         m = per_fold[d.name]
-        names = m.get("label_names")
+        names = m.get("labels")
         fold_cm = np.asarray(m.get("confusion"), dtype=np.int64) if m.get("confusion") is not None else None
         if names is None or fold_cm is None:
             continue
@@ -94,14 +95,22 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
     if labels is not None:
         recalls = {n: [m["per_class"][n]["recall"] for m in per_fold.values() if n in m.get("per_class", {})] for n in labels}
         summary["per_class_recall"] = {n: {"mean": float(np.mean(v)), "std": float(np.std(v))} for n, v in recalls.items() if v}
-        summary["label_names"] = labels
+        summary["labels"] = labels
         summary["confusion"] = cm.tolist()
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / "confusion_sum.csv", "w", encoding="utf-8") as f:
-            f.write("gold\\pred," + ",".join(labels) + "\n")
+            f.write("gold \\ predicted," + ",".join(labels) + "\n")
             for name, row in zip(labels, cm):
                 f.write(name + "," + ",".join(str(int(v)) for v in row) + "\n")
-        confusion_png(cm, labels, out_dir / "confusion_sum.png", title=f"{out_dir.name}: summed over {len(fold_dirs)} folds")
+        plots.confusion_heatmap(cm, labels, labels, out_dir / "confusion_sum.png",
+                                title=f"{out_dir.name}: summed over {len(fold_dirs)} folds")
+        # Per-class precision/recall/F1 of the pooled predictions (the summed confusion matrix).
+        gold = np.repeat(np.arange(len(labels)), cm.sum(axis=1))
+        pred = np.concatenate([np.repeat(np.arange(len(labels)), row) for row in cm])
+        pooled = classification_metrics(gold, pred, labels)
+        summary["pooled"] = {k: pooled[k] for k in ("wa", "ua", "macro_f1", "weighted_f1")}
+        plots.per_class_bars(pooled["per_class"], out_dir / "per_class_pooled.png",
+                             title=f"{out_dir.name}: per class, pooled over folds")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

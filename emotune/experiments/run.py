@@ -169,25 +169,37 @@ def weights_hash(model) -> str:
     return fn() if fn else "n/a"
 
 
-def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score") -> dict:
+def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score", labels=None,
+             thresholds=None) -> dict:
     from emotune.evaluate.writer import write_evaluation
 
     multi = cfg.data.target == "multi"
     gold = ex.y_multi if multi else ex.y
     if mode == "generate":
-        texts = model.generate(ex)
-        from emotune.evaluate.decode import parse_answer, parse_labels
+        from emotune.evaluate.decode import parse_label, parse_labels
 
-        labels = ex.label_names
-        if multi:
-            preds = [parse_labels(t, labels) for t in texts]
-        else:
-            preds = [parse_answer(t, labels) for t in texts]
-        n = len(labels)
-        probs = np.full((len(ex), n), 1.0 / n, dtype=np.float32)  # generation gives no scores
-        return write_evaluation(out_dir, ex.ids, labels, probs, gold=gold, raw_text=texts, preds=preds, multi=multi)
+        if not hasattr(model, "generate"):
+            raise EmotuneError(f"model kind {cfg.model.kind} does not generate text; use --mode score")
+        texts = model.generate(ex)
+        parse = parse_labels if multi else parse_label
+        preds = [parse(t, labels) for t in texts]
+        # Generation gives no class scores: the writer scores the parsed answers, invalid ones counted.
+        return write_evaluation(out_dir, ex.ids, ex.label_names, None, gold=gold, raw_text=texts, preds=preds, multi=multi)
     probs = model.predict_proba(ex)
-    return write_evaluation(out_dir, ex.ids, ex.label_names, probs, gold=gold, multi=multi)
+    return write_evaluation(out_dir, ex.ids, ex.label_names, probs, gold=gold, multi=multi, thresholds=thresholds)
+
+
+def multi_label_thresholds(cfg: Config, model, val: Examples, run_dir: Path):
+    """Multi-label decision thresholds, chosen on the validation side only and kept with the run."""
+    path = run_dir / "thresholds.json"
+    if cfg.data.target != "multi":
+        return None
+    if not path.exists():
+        from emotune.evaluate.metrics import choose_thresholds
+
+        thr = choose_thresholds(val.y_multi, model.predict_proba(val))
+        path.write_text(json.dumps(np.asarray(thr, dtype=float).tolist()))
+    return np.asarray(json.loads(path.read_text()), dtype=float)
 
 
 def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest] = None, inputs=None,
@@ -212,8 +224,9 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     history = model.fit(data.train, data.val, run_dir / "model")
     model.save(run_dir / "model")
     train_s = time.time() - t0
+    thresholds = multi_label_thresholds(cfg, model, data.val, run_dir)
     metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
-                       run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode)
+                       run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode, label_set_for(cfg, manifest), thresholds)
     metrics["train_seconds"] = round(train_s, 1)
     (run_dir / "history.json").write_text(json.dumps(history, indent=1, default=float))
     (run_dir / f"eval_{cfg.eval.split}" / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
@@ -271,6 +284,7 @@ def eval_run(run_dir: str, split: str = "test", mode: str = "score", overrides: 
     model = load_model(cfg, run_dir)
     ex = apply_eval_time(cfg, model, ex)
     out = run_dir / (out_name or (f"eval_{split}" if mode == "score" else f"eval_{split}_{mode}"))
-    metrics = evaluate(cfg, model, ex, out, mode)
+    metrics = evaluate(cfg, model, ex, out, mode, label_set_for(cfg, manifest),
+                       multi_label_thresholds(cfg, model, data.val, run_dir))
     log(f"wrote {out}")
     return metrics
