@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from emotune.data.prepare import prepare
-from emotune.data.sample import read_manifest
-from emotune.data.splits import make_folds
+from emotune.data.sample import Sample, read_manifest
+from emotune.data.splits import LeakError, check_fold, make_folds
 from emotune.errors import EmotuneError
 
 LEGEND = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
@@ -184,3 +184,16 @@ def test_trusted_pickle_still_rebuilds_no_callables(tmp_path):
         prepare("iemocap", tmp_path, tmp_path / "m.jsonl", options={"trust_pickle": True}, log=quiet)
     assert not marker.exists()
     assert not os.path.exists(tmp_path / "m.jsonl")
+
+
+def test_two_sessions_carve_validation_from_the_training_session_only():
+    samples = [Sample(id=f"Ses0{g}F_impro01_F{k:03d}", dataset="iemocap", label=["neutral", "angry"][k % 2],
+                      text="x", group=f"Session{g}") for g in (1, 2) for k in range(10)]
+    group = {x.id: x.group for x in samples}
+    folds = make_folds(samples, "logo", val_fraction=0.2)  # one training session: nothing to hold out whole, so ids are carved
+    for f in folds:
+        assert len(f.val) == 2 and {group[i] for i in f.val} <= {group[i] for i in f.train}
+        assert not {group[i] for i in f.train + f.val} & set(f.test_groups)
+    folds[0].val.append(folds[0].test.pop())
+    with pytest.raises(LeakError, match="in both val and test"):
+        check_fold(folds[0], group)

@@ -22,11 +22,16 @@ from emotune.errors import EmotuneError
 
 LABEL_SET = "emoset"
 PROTOCOL = "official"
+OPTIONS = (  # anything else is a typo, reported (trust_pickle is the CLI flag, set for every dataset)
+    "label_set", "trust_pickle")
 SPLITS = {"train": "train", "val": "dev", "test": "test"}
 ATTRIBUTES = ("brightness", "colorfulness", "object", "scene", "facial_expression", "human_action")
 
 
 def read(root: Path, options: dict) -> Iterator[Row | Problem]:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise EmotuneError(f"unknown emoset option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
     labels = load_label_set(LABEL_SET)
     found = False
     for name, split in SPLITS.items():

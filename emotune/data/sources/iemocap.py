@@ -43,6 +43,8 @@ from emotune.errors import EmotuneError
 
 LABEL_SET = "iemocap"
 PROTOCOL = "logo"
+OPTIONS = (  # anything else is a typo, reported (trust_pickle is the CLI flag, set for every dataset)
+    "label_set", "multi_min_votes", "pickle", "trust_pickle")
 # The majority label is the annotation of record: `--subset iemocap4` keeps a turn only when it is in the subset.
 SUBSET_BY_LABEL = True
 NO_AGREEMENT = "xxx"
@@ -58,6 +60,9 @@ EXTRA_SPELLINGS = {"neutral state": "neutral", "excitement": "excited"}
 
 
 def read(root: Path, options: dict) -> Iterator[Row | Problem]:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise EmotuneError(f"unknown iemocap option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
     labels = load_label_set(LABEL_SET)
     min_votes = options.get("multi_min_votes", 2)
     if not isinstance(min_votes, int) or isinstance(min_votes, bool) or min_votes < 1:

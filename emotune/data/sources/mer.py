@@ -33,6 +33,9 @@ from emotune.errors import EmotuneError
 
 LABEL_SET = "mer"
 PROTOCOL = "official"
+OPTIONS = (  # anything else is a typo, reported (trust_pickle is the CLI flag, set for every dataset)
+    "label_set", "annotation", "train", "dev", "test", "split", "transcript", "text_column", "merr_json",
+    "features", "video_dir", "audio_dir", "trust_pickle")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov")
 TEXT_COLUMNS = ("sentence", "english", "english_sentence", "text", "chinese")
 NOT_ANNOTATIONS = re.compile(r"readme|licen[cs]e|eula", re.IGNORECASE)
@@ -41,6 +44,9 @@ MERR_KEYS = ("caption", "smp_reason_caption")
 
 
 def read(root: Path, options: dict) -> Iterator[Row | Problem]:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise EmotuneError(f"unknown mer option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
     label_set = options.get("label_set") or LABEL_SET
     if label_set not in ("mer", "merr"):
         raise EmotuneError(f"MER reads label set 'mer' (6 classes) or 'merr' (9), not '{label_set}'")
