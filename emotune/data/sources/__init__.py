@@ -24,6 +24,7 @@ SOURCES = {
     "iemocap": "emotune.data.sources.iemocap",
     "mer": "emotune.data.sources.mer",
     "emoset": "emotune.data.sources.emoset",
+    "table": "emotune.data.sources.table",
     "synthetic": "emotune.data.sources.synthetic",
 }
 
