@@ -15,6 +15,7 @@ from emotune.errors import EmotuneError
 
 VERB_MODULES = (
     "emotune.data.cli",
+    "emotune.features.cli",
     "emotune.experiments.cli",
     "emotune.serve.predict_cli",
 )

@@ -1,0 +1,223 @@
+"""The feature cache: one folder per extractor key, holding append-only safetensors shards.
+
+    <cache_dir>/<extractor key>/extractor.json            name, spec, version, settings, shape (for people)
+    <cache_dir>/<extractor key>/shards/<time>-<pid>-<rand>.safetensors
+    <cache_dir>/<extractor key>/crops/<hash>.png          face crops some extractors keep (fer: the peak frame)
+
+A shard holds the results of a few dozen samples: one tensor per finished sample, plus a JSON index in
+the safetensors metadata with, per sample, its key (dataset/id), the fingerprint of what it was computed
+from (file size + mtime, or a hash of the text), its status ("ok" or "missing: <reason>") and the
+SHA-256 of its tensor. Shards are written to a temporary name and renamed into place, so a killed run
+leaves whole shards or none; a shard whose bytes do not match its checksums is reported and, by
+`ensure_features`, deleted so its samples are computed again. Nothing is ever unpickled.
+
+A result is current when its sample key AND fingerprint match: an edited media file or transcript is a
+cache miss. A changed setting is a different extractor key, i.e. a different folder; old folders stay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from emotune.features.base import Missing, Output
+
+SHARD_FORMAT = "1"
+STALE_TMP_SECONDS = 3600  # a temp file this old belongs to a run that died, not to one still writing
+
+
+@dataclasses.dataclass
+class Entry:
+    sample: str  # dataset/id
+    fingerprint: str
+    status: str  # "ok" or "missing: <reason>"
+    value: np.ndarray | str | None = None
+    crops: dict[str, Path] = dataclasses.field(default_factory=dict)
+    shard: Optional[Path] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def reason(self) -> str:
+        return self.status.removeprefix("missing: ")
+
+
+@dataclasses.dataclass
+class Record:
+    """One result on its way into a shard."""
+
+    sample: str
+    fingerprint: str
+    result: Output | Missing
+
+
+class ShardIndex:
+    """Every readable entry of one extractor key; for a (sample, fingerprint) the newest shard wins."""
+
+    def __init__(self) -> None:
+        self._by_sample: dict[str, dict[str, Entry]] = {}
+        self.corrupt: list[tuple[Path, str]] = []
+        self.shards = 0
+
+    def add(self, entry: Entry) -> None:
+        self._by_sample.setdefault(entry.sample, {})[entry.fingerprint] = entry
+
+    def get(self, sample: str, fingerprint: str) -> Optional[Entry]:
+        return self._by_sample.get(sample, {}).get(fingerprint)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_sample.values())
+
+
+class FeatureCache:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def write_info(self, key: str, info: dict) -> None:
+        path = self.folder(key) / "extractor.json"
+        if not path.exists():
+            atomic_write(path, (json.dumps(info, indent=1, default=list) + "\n").encode())
+
+    def keys(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / "extractor.json").exists()) if self.root.exists() else []
+
+    # -- reading ------------------------------------------------------------------------------------
+    def scan(self, key: str, repair: bool = False) -> ShardIndex:
+        """Read and verify every shard of `key`. With `repair`, delete corrupt shards and stale temp files."""
+        index = ShardIndex()
+        shard_dir = self.folder(key) / "shards"
+        if not shard_dir.exists():
+            return index
+        for path in sorted(shard_dir.iterdir()):
+            if path.name.startswith(".tmp-"):
+                if repair and _age(path) > STALE_TMP_SECONDS:
+                    path.unlink(missing_ok=True)
+                continue
+            if path.suffix != ".safetensors":
+                continue
+            try:
+                entries = read_shard(path, self.folder(key))
+            except FileNotFoundError:
+                continue  # removed by a concurrent repair
+            except ShardError as exc:
+                index.corrupt.append((path, str(exc)))
+                if repair:
+                    path.unlink(missing_ok=True)
+                continue
+            index.shards += 1
+            for e in entries:
+                index.add(e)
+        return index
+
+    # -- writing ------------------------------------------------------------------------------------
+    def write_shard(self, key: str, records: list[Record]) -> Path:
+        from safetensors.numpy import save
+
+        folder = self.folder(key)
+        tensors: dict[str, np.ndarray] = {}
+        entries = []
+        for i, rec in enumerate(records):
+            item = {"sample": rec.sample, "fp": rec.fingerprint}
+            if isinstance(rec.result, Missing):
+                item["status"] = f"missing: {rec.result.reason}"
+            else:
+                value = rec.result.value
+                if isinstance(value, str):
+                    arr, item["kind"] = np.frombuffer(value.encode("utf-8"), dtype=np.uint8).copy(), "text"
+                else:
+                    arr, item["kind"] = np.ascontiguousarray(value, dtype=np.float32), "array"
+                name = f"t{i}"
+                tensors[name] = arr
+                item.update(status="ok", tensor=name, sha256=hashlib.sha256(arr.tobytes()).hexdigest())
+                if rec.result.crops:
+                    item["crops"] = {k: _write_crop(folder, rec.sample, rec.fingerprint, k, img) for k, img in rec.result.crops.items()}
+            entries.append(item)
+        blob = json.dumps(entries, ensure_ascii=False)
+        meta = {"emotune_shard": SHARD_FORMAT, "entries": blob, "entries_sha256": hashlib.sha256(blob.encode()).hexdigest()}
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}.safetensors"
+        path = folder / "shards" / name
+        atomic_write(path, save(tensors, metadata=meta))
+        return path
+
+
+class ShardError(Exception):
+    pass
+
+
+def read_shard(path: Path, folder: Path) -> list[Entry]:
+    """All entries of one shard, every checksum verified; ShardError says what is wrong."""
+    from safetensors.numpy import load
+
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise ShardError("truncated (shorter than a safetensors header)")
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8: 8 + header_len])
+        meta = header.get("__metadata__") or {}
+        tensors = load(data)
+    except Exception as exc:  # any parse failure means the bytes are not what we wrote
+        raise ShardError(f"unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if meta.get("emotune_shard") != SHARD_FORMAT:
+        raise ShardError(f"not an emotune shard (format {meta.get('emotune_shard')!r})")
+    blob = meta.get("entries", "")
+    if hashlib.sha256(blob.encode()).hexdigest() != meta.get("entries_sha256"):
+        raise ShardError("index checksum mismatch")
+    entries = []
+    for item in json.loads(blob):
+        e = Entry(item["sample"], item["fp"], item["status"], shard=path)
+        if e.ok:
+            arr = tensors.get(item["tensor"])
+            if arr is None or hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != item["sha256"]:
+                raise ShardError(f"data checksum mismatch for {e.sample}")
+            e.value = arr.tobytes().decode("utf-8") if item.get("kind") == "text" else arr
+            e.crops = {k: folder / v for k, v in item.get("crops", {}).items()}
+        entries.append(e)
+    return entries
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(3)}-{path.name}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_crop(folder: Path, sample: str, fingerprint: str, kind: str, image: np.ndarray) -> str:
+    import cv2
+
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"could not encode the {kind} crop of {sample} as PNG")
+    digest = hashlib.sha1(f"{sample}\0{fingerprint}".encode()).hexdigest()[:20]
+    rel = f"crops/{digest}-{kind}.png"
+    atomic_write(folder / rel, png.tobytes())
+    return rel
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0

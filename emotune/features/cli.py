@@ -1,0 +1,133 @@
+"""`emotune features`: extract (or check) the cached features of a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "features", help="extract features of a manifest into the cache (or --check coverage)",
+        description="Run feature extractors over a manifest; only what the cache lacks is computed. "
+                    "Give a recipe (CONFIG [key=value ...]: reads data.manifest and features.*) or "
+                    "--manifest and --extractors. Extractor specs: egemaps, logmel, whisper, whisper_seq(k=8), "
+                    "asr, minilm, fer, hf:<model id or path>.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  emotune features configs/ravdess.yaml\n"
+               "  emotune features --manifest runs/manifests/ravdess.jsonl --extractors egemaps,whisper --workers 2\n"
+               "  emotune features configs/ravdess.yaml --check\n"
+               "  emotune features --list")
+    p.add_argument("config", nargs="?", help="recipe YAML")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, e.g. features.workers=2")
+    p.add_argument("--manifest", help="manifest JSONL (instead of, or overriding, the recipe's data.manifest)")
+    p.add_argument("--extractors", help="comma-separated extractor specs (overrides features.extractors)")
+    p.add_argument("--cache-dir", help="feature cache folder (default: $EMOTUNE_CACHE/features)")
+    p.add_argument("--workers", type=int, help="worker processes (default: features.workers, 1)")
+    p.add_argument("--flush-every", type=int, help="samples per saved shard (default: features.flush_every, 32)")
+    p.add_argument("--check", action="store_true", help="report coverage per extractor and modality; compute nothing")
+    p.add_argument("--list", action="store_true", help="list the extractors, their settings and output shapes")
+    p.add_argument("--json", action="store_true", help="print the summary / coverage as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_features)
+
+
+def _settings(args: argparse.Namespace):
+    """(manifest path, extractor specs, cache dir, workers, flush_every) from the recipe and the flags."""
+    from emotune.config import load_config
+    from emotune.errors import EmotuneError
+    from emotune.features.base import split_list
+
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+        manifest, feats = cfg.data.manifest_path(), cfg.features
+        names, cache_dir, workers, flush = feats.extractors, feats.cache_dir, feats.workers, feats.flush_every
+    else:
+        if args.overrides:
+            raise EmotuneError("key=value overrides need a recipe (CONFIG) before them")
+        manifest, names, cache_dir, workers, flush = None, ["egemaps"], None, 1, 32
+    manifest = args.manifest or manifest
+    if not manifest:
+        raise EmotuneError("no manifest: give a recipe (CONFIG) or --manifest M")
+    if args.extractors:
+        names = split_list(args.extractors)
+    if not names:
+        raise EmotuneError("no extractors: set features.extractors or --extractors a,b")
+    workers = args.workers if args.workers is not None else workers
+    if workers < 1:
+        raise EmotuneError(f"--workers must be at least 1, got {workers}")
+    return (manifest, names, args.cache_dir or cache_dir, workers,
+            args.flush_every if args.flush_every is not None else flush)
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list()
+    from emotune.data.sample import read_manifest
+    from emotune.features.store import coverage, default_cache_dir, ensure_features
+
+    manifest_path, names, cache_dir, workers, flush = _settings(args)
+    manifest = read_manifest(manifest_path)
+    cache = default_cache_dir(cache_dir)
+    if args.check:
+        report = coverage(manifest, names, cache)
+        print(json.dumps(report, indent=1) if args.json else render_coverage(report, manifest_path, cache))
+        # Exit 1 when something was never extracted, so scripts can test `emotune features --check`.
+        return 1 if any(r["not_extracted"] for r in report.values()) else 0
+    summary = ensure_features(manifest, names, cache, workers=workers, progress=not args.quiet, flush_every=flush)
+    print(json.dumps(summary, indent=1) if args.json else render_summary(summary, cache))
+    return 0
+
+
+def _missing_text(missing: dict) -> str:
+    return "; ".join(f"{n} {reason}" for reason, n in sorted(missing.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def render_summary(summary: dict, cache) -> str:
+    lines = [f"{'extractor':<24} {'modality':<8} {'done':>6} {'cached':>7} {'missing':>8}  reasons"]
+    for name, s in summary.items():
+        lines.append(f"{name:<24} {s['modality']:<8} {s['done']:>6} {s['cached']:>7} "
+                     f"{sum(s['missing'].values()):>8}  {_missing_text(s['missing'])}")
+    lines.append(f"cache: {cache}")
+    return "\n".join(lines)
+
+
+def render_coverage(report: dict, manifest_path, cache) -> str:
+    lines = [f"coverage of {manifest_path} in {cache}",
+             f"{'extractor':<24} {'modality':<8} {'present':>8} {'total':>6} {'not run':>8}  missing"]
+    for name, r in report.items():
+        lines.append(f"{name:<24} {r['modality']:<8} {r['present']:>8} {r['total']:>6} {r['not_extracted']:>8}  "
+                     f"{_missing_text(r['missing'])}")
+    by_mod: dict[str, list] = {}
+    for r in report.values():
+        by_mod.setdefault(r["modality"], []).append(r["present"] / max(1, r["total"]))
+    lines.append("per modality: " + ", ".join(f"{m} {min(v):.0%}" for m, v in sorted(by_mod.items())))
+    return "\n".join(lines)
+
+
+def _list() -> int:
+    from emotune.features.base import REGISTRY, get_extractor
+
+    for name in REGISTRY:
+        if name == "hf":
+            print(f"{'hf:<id or path>':<14} any Hugging Face audio/vision/text encoder (local weights); "
+                  f"settings: {', '.join(_hf_settings())}")
+            continue
+        try:
+            info = get_extractor(name).info()
+        except Exception as exc:  # a broken optional dependency must not hide the others
+            print(f"{name:<14} unavailable: {exc}", file=sys.stderr)
+            continue
+        settings = ", ".join(f"{k}={v}" for k, v in info["settings"].items()) or "no settings"
+        print(f"{name:<14} {info['modality']:<6} shape {str(tuple(info['shape'])):<10} v{info['version']}  {settings}")
+    return 0
+
+
+def _hf_settings() -> list[str]:
+    from emotune.features.base import REGISTRY
+    import importlib
+
+    module, cls = REGISTRY["hf"].split(":")
+    return [f"{k}={v}" for k, v in getattr(importlib.import_module(module), cls).defaults.items() if k != "model"]

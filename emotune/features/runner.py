@@ -1,0 +1,112 @@
+"""Computing features for chunks of samples, in this process or in a pool of worker processes.
+
+A chunk is the unit of work and of saving: each finished chunk becomes one shard per extractor, so a
+killed run loses at most the chunks in flight. Every worker builds each extractor once (models load on
+first use) and keeps it for all the chunks it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterator
+
+from emotune.data.sample import Sample
+from emotune.features.base import Missing, Output, get_extractor
+
+
+@dataclasses.dataclass
+class Failure:
+    """An unexpected error on one sample: reported, not cached, so the next run tries again."""
+
+    reason: str
+
+
+@dataclasses.dataclass
+class Task:
+    root: str
+    samples: list[dict]  # Sample fields (plain data, cheap to send to a worker)
+    plan: dict[str, list[int]]  # spec -> positions in `samples` to compute, in extractor order
+    transcripts: dict[str, str]  # sample id -> cached ASR text, for text extractors
+
+
+def run_chunk(task: Task) -> dict[str, list[tuple[str, str, object]]]:
+    """spec -> [(dataset/id, fingerprint, Output | Missing | Failure)] for every planned sample."""
+    root = Path(task.root)
+    samples = [Sample(**d) for d in task.samples]
+    transcripts = dict(task.transcripts)
+    results: dict[str, list[tuple[str, str, object]]] = {}
+    for spec, positions in task.plan.items():
+        ex = get_extractor(spec)
+        out: list[tuple[str, str, object]] = []
+        ready = []
+        for pos in positions:
+            s = samples[pos]
+            try:
+                ready.append((s, ex.source(s, root, transcripts)))
+            except Missing as m:
+                out.append((sample_key(s), "", m))  # no fingerprint: counted, never cached
+        for start in range(0, len(ready), ex.batch_size):
+            batch = ready[start: start + ex.batch_size]
+            for (s, src), res in zip(batch, _compute(ex, [src for _, src in batch])):
+                out.append((sample_key(s), src.fingerprint, res))
+                if ex.name == "asr" and isinstance(res, Output):
+                    transcripts[s.id] = res.value  # text extractors later in this chunk read it
+        results[spec] = out
+    return results
+
+
+def _compute(ex, sources) -> list:
+    try:
+        return ex.compute_batch(sources)
+    except Exception:
+        if len(sources) == 1:
+            return [_one(ex, sources[0])]
+        return [_one(ex, src) for src in sources]  # isolate the sample that broke the batch
+
+
+def _one(ex, src):
+    try:
+        return ex.compute_batch([src])[0]
+    except Exception as exc:
+        return Failure(f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}")
+
+
+def sample_key(s: Sample) -> str:
+    return f"{s.dataset}/{s.id}"
+
+
+def run_tasks(tasks: list[Task], workers: int) -> Iterator[tuple[Task, dict]]:
+    """Yield (task, results) as chunks finish: in order in-process, as they come with workers."""
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield t, run_chunk(t)
+        return
+    import multiprocessing as mp
+
+    # Children inherit the environment: cap each one's math threads so N workers do not fight over the cores.
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: threads for k in saved})
+    try:
+        # spawn, not fork: torch and CTranslate2 thread pools do not survive a fork reliably.
+        pool = mp.get_context("spawn").Pool(workers)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    try:
+        for t, res in pool.imap_unordered(_run_indexed, list(enumerate(tasks))):
+            yield tasks[t], res
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _run_indexed(item: tuple[int, Task]) -> tuple[int, dict]:
+    i, task = item
+    return i, run_chunk(task)

@@ -1,0 +1,217 @@
+"""The feature store: make sure features exist for a manifest, and load them back.
+
+`ensure_features` computes only what the cache lacks and returns a summary; `load_features` never
+computes. Both find results by (extractor key, dataset/id, fingerprint of the input), so every fold,
+ablation and later run reads the same arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from emotune.config import cache_home
+from emotune.data.sample import Manifest, Sample
+from emotune.errors import EmotuneError
+from emotune.features.base import PENDING, Extractor, Missing, Output, Pending, get_extractor
+from emotune.features.cache import FeatureCache, Record
+from emotune.features.runner import Failure, Task, run_tasks, sample_key
+
+ASR = "asr"
+
+
+def default_cache_dir(cache_dir: Path | str | None = None) -> Path:
+    return Path(cache_dir) if cache_dir else cache_home() / "features"
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _run_order(names: list[str], samples: list[Sample]) -> list[tuple[str, Extractor]]:
+    """(name, extractor) pairs with ASR first, adding ASR when a text extractor needs transcripts."""
+    pairs = [(n, get_extractor(n)) for n in dict.fromkeys(names)]
+    wants_asr = any(ex.uses_transcripts for _, ex in pairs) and any(not s.text and (s.audio or s.video) for s in samples)
+    if wants_asr and not any(ex.name == ASR for _, ex in pairs):
+        pairs.append((ASR, get_extractor(ASR)))
+    return sorted(pairs, key=lambda p: p[1].name != ASR)
+
+
+def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None = None, workers: int = 1,
+                    progress: bool = True, flush_every: int = 32, log: Callable[[str], None] = _stderr) -> dict:
+    """Extract whatever is not cached yet. Returns {name: {"done", "cached", "missing": {reason: n}, "modality"}}.
+
+    "done" counts samples computed now, "cached" those already there; "missing" counts samples without
+    this modality, unreadable media (also recorded in the cache, so not retried until the file changes)
+    and unexpected errors (not recorded: retried next run). Results are saved every `flush_every` samples.
+    """
+    if flush_every < 1:
+        raise EmotuneError(f"flush_every must be at least 1, got {flush_every}")
+    cache = FeatureCache(default_cache_dir(cache_dir))
+    samples, root = manifest.samples, manifest.root
+    order = _run_order(names, samples)
+    stats: dict[str, dict] = {}
+    plan: dict[str, set[int]] = {}
+    transcripts: dict[str, str] = {}
+    for _, ex in order:
+        if ex.spec in stats:
+            continue
+        st = stats[ex.spec] = {"done": 0, "cached": 0, "missing": Counter(), "modality": ex.modality}
+        index = cache.scan(ex.key, repair=True)
+        for path, why in index.corrupt:
+            log(f"warning: deleted corrupt cache shard {path} ({why}); its samples will be extracted again")
+        cache.write_info(ex.key, ex.info())
+        todo = plan.setdefault(ex.spec, set())
+        for i, s in enumerate(samples):
+            try:
+                src = ex.source(s, root, transcripts)
+            except Pending:
+                todo.add(i)
+                continue
+            except Missing as m:
+                st["missing"][m.reason] += 1
+                continue
+            entry = index.get(sample_key(s), src.fingerprint)
+            if entry is None:
+                todo.add(i)
+            elif entry.ok:
+                st["cached"] += 1
+                if ex.name == ASR:
+                    transcripts[s.id] = entry.value
+            else:
+                st["missing"][entry.reason] += 1
+        if ex.name == ASR:
+            transcripts.update({samples[i].id: PENDING for i in todo})
+
+    todo_all = sorted(set().union(*plan.values())) if plan else []
+    tasks = []
+    for start in range(0, len(todo_all), flush_every):
+        chunk = todo_all[start: start + flush_every]
+        pos = {i: p for p, i in enumerate(chunk)}
+        tasks.append(Task(
+            root=str(root), samples=[dataclasses.asdict(samples[i]) for i in chunk],
+            plan={spec: [pos[i] for i in chunk if i in plan[spec]] for spec in plan if any(i in plan[spec] for i in chunk)},
+            transcripts={samples[i].id: transcripts[samples[i].id] for i in chunk
+                         if transcripts.get(samples[i].id, PENDING) != PENDING}))
+    keys = {ex.spec: ex.key for _, ex in order}
+    if tasks:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo_all), unit="sample", desc="features " + ",".join(n for n, _ in order),
+                   disable=not progress, dynamic_ncols=True)
+        try:
+            for task, results in run_tasks(tasks, workers):
+                for spec, rows in results.items():
+                    records = []
+                    for skey, fp, res in rows:
+                        if isinstance(res, Output):
+                            stats[spec]["done"] += 1
+                        else:
+                            stats[spec]["missing"][res.reason] += 1
+                        if fp and not isinstance(res, Failure):
+                            records.append(Record(skey, fp, res))
+                    if records:
+                        cache.write_shard(keys[spec], records)
+                bar.update(len(task.samples))
+        finally:
+            bar.close()
+    return {name: {**stats[ex.spec], "missing": dict(stats[ex.spec]["missing"])} for name, ex in order}
+
+
+def load_features(manifest: Manifest, names: list[str], cache_dir: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """name -> sample id -> cached array. Never computes; samples without a current result are absent."""
+    cache = FeatureCache(default_cache_dir(cache_dir))
+    out: dict[str, dict] = {}
+    transcripts: Optional[dict[str, str]] = None
+    for name in dict.fromkeys(names):
+        ex = get_extractor(name)
+        if ex.uses_transcripts and transcripts is None:
+            transcripts = load_transcripts(manifest, cache_dir)
+        out[name] = {s.id: e.value for s, e in _current(cache, ex, manifest, transcripts or {}) if e is not None and e.ok}
+    return out
+
+
+def load_transcripts(manifest: Manifest, cache_dir: Path | None = None, spec: str = ASR) -> dict[str, str]:
+    """Sample id -> cached ASR transcript (only samples that had audio and no text)."""
+    cache = FeatureCache(default_cache_dir(cache_dir))
+    return {s.id: e.value for s, e in _current(cache, get_extractor(spec), manifest, {}) if e is not None and e.ok}
+
+
+def load_face_crops(manifest: Manifest, cache_dir: Path | None = None, spec: str = "fer") -> dict[str, Path]:
+    """Sample id -> PNG of the most expressive face the face extractor saw (for reports and the demo)."""
+    cache = FeatureCache(default_cache_dir(cache_dir))
+    return {s.id: e.crops["peak"] for s, e in _current(cache, get_extractor(spec), manifest, {})
+            if e is not None and e.ok and "peak" in e.crops and e.crops["peak"].exists()}
+
+
+def coverage(manifest: Manifest, names: list[str], cache_dir: Path | None = None) -> dict[str, dict]:
+    """Per extractor: how many samples have a current result, which are missing and why, which were never run."""
+    cache = FeatureCache(default_cache_dir(cache_dir))
+    transcripts = None
+    report = {}
+    for name in dict.fromkeys(names):
+        ex = get_extractor(name)
+        if ex.uses_transcripts and transcripts is None:
+            transcripts = load_transcripts(manifest, cache_dir)
+        row = {"modality": ex.modality, "key": ex.key, "total": len(manifest.samples), "present": 0,
+               "missing": Counter(), "not_extracted": 0}
+        for s, e in _current(cache, ex, manifest, transcripts or {}, keep_missing=True):
+            if isinstance(e, Missing):
+                row["missing"][e.reason] += 1
+            elif e is None:
+                row["not_extracted"] += 1
+            elif e.ok:
+                row["present"] += 1
+            else:
+                row["missing"][e.reason] += 1
+        row["missing"] = dict(row["missing"])
+        report[name] = row
+    return report
+
+
+def _current(cache: FeatureCache, ex: Extractor, manifest: Manifest, transcripts: dict[str, str], keep_missing: bool = False):
+    """(sample, entry or None) for every sample that has this modality; with keep_missing also (sample, Missing)."""
+    index = cache.scan(ex.key)
+    for path, why in index.corrupt:
+        _stderr(f"warning: skipping corrupt cache shard {path} ({why}); `emotune features` will rebuild it")
+    for s in manifest.samples:
+        try:
+            src = ex.source(s, manifest.root, transcripts)
+        except Missing as m:
+            if keep_missing:
+                yield s, m
+            continue
+        except Pending:
+            continue
+        yield s, index.get(sample_key(s), src.fingerprint)
+
+
+def extractor_info(name: str) -> dict:
+    """{"modality", "shape", "version", "spec", "key", "settings", "name"} of an extractor spec."""
+    return get_extractor(name).info()
+
+
+def extract_output(name: str, sample: Sample, root: Path) -> Output:
+    """Compute one sample without the cache (predict / demo on a raw file); a media problem is an EmotuneError."""
+    ex = get_extractor(name)
+    transcripts = {}
+    if ex.uses_transcripts and not sample.text and (sample.audio or sample.video):
+        transcripts[sample.id] = extract_one(ASR, sample, root)
+    try:
+        src = ex.source(sample, Path(root), transcripts)
+        result = ex.compute_batch([src])[0]
+    except Missing as m:
+        result = m
+    if isinstance(result, Missing):
+        media = sample.audio or sample.video or sample.image or "text"
+        raise EmotuneError(f"{name}: {media}: {result.reason}")
+    return result
+
+
+def extract_one(name: str, sample: Sample, root: Path) -> np.ndarray | str:
+    return extract_output(name, sample, root).value
