@@ -124,10 +124,11 @@ def plan(speakers: Optional[int | Sequence[str]] = None, emotions: Optional[Sequ
                 dp, dr, ds, dv = _unit(cid, 4)
                 prosody = Prosody(
                     voice=sp["voice"], base_pitch=sp["pitch"], speed=sp["speed"],
-                    pitch=style["pitch"] + jit["pitch"] * dp,
-                    range=style["range"] + jit["range"] * dr,
-                    rate=style["rate"] + jit["rate"] * ds,
-                    volume=(style["volume"] + jit["volume"] * dv) * sp["volume"] / 100,
+                    # whole percents: what the SSML says is exactly what metadata.csv records
+                    pitch=round(style["pitch"] + jit["pitch"] * dp),
+                    range=round(style["range"] + jit["range"] * dr),
+                    rate=round(style["rate"] + jit["rate"] * ds),
+                    volume=round((style["volume"] + jit["volume"] * dv) * sp["volume"] / 100),
                     stress=_stress(style["stress"]), pause_ms=style["pause_ms"])
                 clips.append(Clip(cid, spk, sp["gender"], sp["accent"], emo, sid, wording, marked, prosody))
     return clips
@@ -158,8 +159,7 @@ def _write_clip(root: Path, clip: Clip) -> dict:
     return {"file": clip.file, "speaker": clip.speaker, "gender": clip.gender, "accent": clip.accent,
             "emotion": clip.emotion, "sentence_id": clip.sentence_id, "wording": clip.wording,
             "text": plain_text(clip.marked), "duration_s": f"{len(audio) / SAMPLE_RATE:.3f}", "voice": p.voice,
-            "pitch": f"{p.pitch:+.1f}", "range": f"{p.range:.1f}", "rate": f"{p.rate:.1f}",
-            "volume": f"{p.volume:.1f}", "stress": "yes" if p.stress else "no", "pause_ms": p.pause_ms}
+            "pitch": f"{p.pitch:+d}", "range": p.range, "rate": p.rate, "volume": p.volume, "stress": "yes" if p.stress else "no", "pause_ms": p.pause_ms}
 
 
 def _file_record(root: Path) -> dict[str, dict]:

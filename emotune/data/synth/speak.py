@@ -23,10 +23,10 @@ class Prosody:
     voice: str  # espeak-ng voice+variant
     base_pitch: int  # espeak-ng -p
     speed: int  # espeak-ng -s, words per minute
-    pitch: float  # SSML percent change of pitch
-    range: float  # SSML pitch range, percent of normal
-    rate: float  # SSML percent of the speaker's speed
-    volume: float  # SSML percent of normal loudness
+    pitch: int  # SSML percent change of pitch
+    range: int  # SSML pitch range, percent of normal
+    rate: int  # SSML percent of the speaker's speed
+    volume: int  # SSML percent of normal loudness
     stress: tuple[float, float, float] | None  # (pitch %, volume %, rate %) of the marked word, or unstressed
     pause_ms: int
 
@@ -38,19 +38,19 @@ def plain_text(marked: str) -> str:
 
 def to_ssml(marked: str, p: Prosody) -> str:
     words = escape(marked)
+    if p.pause_ms:  # before the stress tags go in, so a pause never lands inside a tag
+        pause = f'<break time="{p.pause_ms}ms"/>'
+        words = words.replace(",", "," + pause)
+        first, _, rest = words.partition(" ")
+        words = f"{first} {pause}{rest}" if rest else first
     if p.stress:
         pitch, volume, rate = p.stress
         words = MARK.sub(lambda m: f'<prosody pitch="{pitch:+.0f}%" volume="{volume:+.0f}%" rate="{rate:.0f}%">'
                                    f'{m.group(1)}</prosody>', words)
     else:
         words = plain_text(words)
-    if p.pause_ms:
-        pause = f'<break time="{p.pause_ms}ms"/>'
-        words = words.replace(",", "," + pause)
-        first, _, rest = words.partition(" ")
-        words = f"{first} {pause}{rest}" if rest else first
-    return (f'<speak><prosody pitch="{p.pitch:+.0f}%" range="{p.range:.0f}%" rate="{p.rate:.0f}%" '
-            f'volume="{p.volume:.0f}%">{words}</prosody></speak>')
+    return (f'<speak><prosody pitch="{p.pitch:+d}%" range="{p.range:d}%" rate="{p.rate:d}%" '
+            f'volume="{p.volume:d}%">{words}</prosody></speak>')
 
 
 @functools.lru_cache(maxsize=1)
