@@ -15,3 +15,5 @@ class EvalConfig:
     threshold_policy: Literal["per_label", "global", "fixed"] = "per_label"
     threshold: float = 0.5  # the fixed value, and the default for a label with no validation positive
     ece_bins: int = 15  # equal-width bins of the calibration error
+    # Test-time ablation: these model inputs are removed (read as missing) when evaluating a trained run.
+    drop_inputs: list[str] = dataclasses.field(default_factory=list)

@@ -36,6 +36,14 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/ablations", help="parent folder of the grid's outputs")
     p.set_defaults(func=cmd_ablate)
 
+    p = sub.add_parser("quickstart", help="the main job on the built-in synthetic corpus, end to end",
+                       description="Generate the synthetic corpus, extract features, cross-validate a baseline and the "
+                                   "emotion LM speaker-independently, and write a report.")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--epochs", type=int, default=None, help="emotion LM epochs (default: the recipe's)")
+    p.add_argument("--jobs", type=int, default=1, help="folds in parallel")
+    p.set_defaults(func=cmd_quickstart)
+
     p = sub.add_parser("report", help="Markdown + self-contained HTML report of a run, CV or grid directory",
                        description="Write report.md and report.html (tables, confusion matrices, per-class charts, commands, configs).")
     p.add_argument("dir", help="a run, CV or ablation-grid directory")
@@ -79,4 +87,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     md, page = report(args.dir)
     print(f"wrote {md} and {page}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from emotune.experiments.quickstart import quickstart
+
+    quickstart(args.out, args.epochs, args.jobs)
     return 0

@@ -197,7 +197,7 @@ def multi_label_thresholds(cfg: Config, model, val: Examples, run_dir: Path):
     if not path.exists():
         from emotune.evaluate.metrics import choose_thresholds
 
-        thr = choose_thresholds(val.y_multi, model.predict_proba(val))
+        thr = choose_thresholds(val.y_multi, model.predict_proba(val), policy=cfg.eval.threshold_policy)
         path.write_text(json.dumps(np.asarray(thr, dtype=float).tolist()))
     return np.asarray(json.loads(path.read_text()), dtype=float)
 
@@ -252,7 +252,7 @@ def train(config: str, overrides: list[str]) -> Path:
 
 def apply_eval_time(cfg: Config, model, ex: Examples) -> Examples:
     """Test-time variations of a trained run: inputs removed at test time, another prompt pool."""
-    drop = getattr(cfg.eval, "drop_inputs", [])
+    drop = cfg.eval.drop_inputs
     if drop:
         unknown = [n for n in drop if n not in ex.features]
         if unknown:
