@@ -163,12 +163,6 @@ def load_model(cfg: Config, run_dir: Path):
     return model_class(cfg.model.kind).load(run_dir / "model")
 
 
-def weights_hash(model) -> str:
-    """sha256 of the model's trainable weights as they are now (before fit: the fold's starting point)."""
-    fn = getattr(model, "state_hash", None)
-    return fn() if fn else "n/a"
-
-
 def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score", labels=None,
              thresholds=None) -> dict:
     from emotune.evaluate.writer import write_evaluation
@@ -218,12 +212,14 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     (run_dir / "command.txt").write_text((command or shlex.join(["emotune", *sys.argv[1:]])) + "\n")
     (run_dir / "fold.json").write_text(fold.to_json())
     model = build_model(cfg, data.train.label_names, feature_shapes(feats) if feats else {})
-    (run_dir / "init_hash.txt").write_text(weights_hash(model) + "\n")
     log(f"{fold.name}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} — {cfg.model.kind}")
     t0 = time.time()
     history = model.fit(data.train, data.val, run_dir / "model")
     model.save(run_dir / "model")
     train_s = time.time() - t0
+    # The models record a hash of their trainable weights as initialised, before the first step: equal
+    # hashes across folds prove that no fold started from another fold's weights.
+    (run_dir / "init_hash.txt").write_text(str(getattr(model, "init_hash", "n/a")) + "\n")
     thresholds = multi_label_thresholds(cfg, model, data.val, run_dir)
     metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
                        run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode, label_set_for(cfg, manifest), thresholds)
