@@ -63,7 +63,7 @@ def _check_image(path: Path) -> None:
         with Image.open(path) as im:
             im.verify()  # reads the whole file; catches truncation and non-images under an image name
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UploadError(f"image '{path.name}' is not a readable image ({_short(exc)})") from None
+        raise UploadError(f"image '{path.name}' is not a readable image ({_short(exc, path)})") from None
     except Image.DecompressionBombError:
         raise UploadError(f"image '{path.name}' is too large in pixels") from None
 
@@ -79,9 +79,9 @@ def _check_media(path: Path, kind: str) -> None:
     except subprocess.TimeoutExpired:
         raise UploadError(f"{kind} '{path.name}': ffprobe could not read it within {FFPROBE_TIMEOUT_S} s") from None
     if proc.returncode != 0:
-        reason = proc.stderr.replace(str(path), "").strip(" :\n").splitlines()
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         raise UploadError(f"{kind} '{path.name}' is not a readable {kind} file "
-                          f"({_short(reason[-1] if reason else 'ffprobe failed')})")
+                          f"(ffprobe: {_short(lines[-1] if lines else 'failed', path)})")
     try:
         types = {s.get("codec_type") for s in json.loads(proc.stdout or "{}").get("streams", [])}
     except json.JSONDecodeError:
@@ -91,24 +91,31 @@ def _check_media(path: Path, kind: str) -> None:
         raise UploadError(f"{kind} '{path.name}' has no {need} stream")
 
 
-def _short(exc: Any) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
+def _short(exc: Any, path: Optional[Path] = None) -> str:
+    """First line of a message, without the server-side path of the upload (the user knows the name)."""
+    text = str(exc)
+    if path is not None:
+        text = text.replace(str(path), path.name)
+        text = text.removeprefix(path.name).lstrip(" :'")
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:160]
 
 
 # -- examples -----------------------------------------------------------------------------------------
 
-def find_examples(folder: Optional[Path]) -> list[list]:
-    """[video, audio, image, transcript] rows for the labelled clips listed in the folder's metadata.csv."""
+def find_examples(folder: Optional[Path]) -> tuple[list[list], list[str]]:
+    """[video, audio, image, transcript] rows for the labelled clips listed in the folder's metadata.csv,
+    and a caption per row naming the clip's annotated emotion."""
+    rows, captions = [], []
     if folder is None or not (folder / "metadata.csv").is_file():
-        return []
-    rows = []
+        return rows, captions
     with open(folder / "metadata.csv", encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
-            clip = folder / row.get("file", "")
+            clip = folder / (row.get("file") or "")
             if row.get("label_from_docs") and clip.is_file():
                 rows.append([str(clip), None, None, row.get("english_subtitle_from_app_py") or ""])
-    return rows
+                captions.append(f"{clip.stem} (annotated: {row['label_from_docs']})")
+    return rows, captions
 
 
 def default_examples_dir() -> Optional[Path]:
@@ -139,8 +146,7 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
     info = predictor.describe()
     max_bytes = int(max_upload_mb * 2**20)
     face_dir = Path(tempfile.mkdtemp(prefix="emotune_demo_faces_"))
-    examples = find_examples(examples_dir if examples_dir is not None else default_examples_dir())
-    empty_chart = pd.DataFrame({"emotion": [], "probability": []})
+    examples, captions = find_examples(examples_dir if examples_dir is not None else default_examples_dir())
 
     def analyse(video, audio, image, text, explain):
         try:
@@ -153,12 +159,12 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                 raise UploadError("Upload or record a video, an audio clip or an image, or type a transcript.")
             result = predictor.predict(**paths, text=text, explain=bool(explain), face_dir=face_dir)
         except EmotuneError as exc:
-            raise gr.Error(html.escape(str(exc)), title="Cannot analyse this input", print_exception=False) from None
+            raise gr.Error(html.escape(str(exc), quote=False), title="Cannot analyse this input", print_exception=False) from None
         except Exception as exc:  # a bug or a decoder crash: the user gets a message, the server keeps serving
             log.exception("prediction failed")
-            raise gr.Error(html.escape(f"prediction failed: {type(exc).__name__}: {_short(exc)}")) from None
+            raise gr.Error(html.escape(f"prediction failed: {type(exc).__name__}: {_short(exc)}", quote=False)) from None
         for name, reason in result["missing"].items():
-            gr.Warning(html.escape(f"{name}: {reason}"))
+            gr.Warning(html.escape(f"{name}: {reason}", quote=False))
         return _render(result, predictor.label_names)
 
     def _render(result: dict, labels: list[str]):
@@ -169,8 +175,8 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
         contrib = pd.DataFrame(rows, columns=["removed", "features", "prediction without it",
                                               f"p({result['label']}) without it", "drop"])
         explanation = result.get("explanation") or ("" if info["explains"] else
-                                                     "_This run is a baseline classifier: it gives probabilities, not explanations._")
-        transcript = result["transcript"] + (" _(Whisper ASR)_" if result["transcript_source"] == "asr" else "")
+                                                     "This run is a baseline classifier: it gives probabilities, not explanations.")
+        transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")
         return (probs, chart, result["face"], transcript, explanation, contrib, result)
 
     title = f"emotune demo — {info['name']} ({info['kind']} on {', '.join(info['inputs'])})"
@@ -189,20 +195,22 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                 button = gr.Button("Analyse", variant="primary", elem_id="analyse")
             with gr.Column():
                 label = gr.Label(label="Predicted emotion", num_top_classes=3, elem_id="out-label")
-                chart = gr.BarPlot(empty_chart, x="emotion", y="probability", y_lim=[0, 1], sort=None,
+                # No empty DataFrame as the initial value: Vega keeps the empty domain and draws no bars.
+                chart = gr.BarPlot(None, x="emotion", y="probability", y_lim=[0, 1], sort=list(info["labels"]),
                                    label="Probability per class", elem_id="out-chart")
                 face = gr.Image(label="Detected face", type="filepath", interactive=False, elem_id="out-face")
-                transcript = gr.Markdown(label="Transcript", elem_id="out-transcript")
-                explanation = gr.Markdown(label="Explanation", elem_id="out-explanation")
+                transcript = gr.Textbox(label="Transcript", interactive=False, elem_id="out-transcript")
+                explanation = gr.Textbox(label="Explanation", interactive=False, lines=2, elem_id="out-explanation")
                 contrib = gr.Dataframe(label="Contribution of each modality (prediction with it removed)",
                                        interactive=False, elem_id="out-contrib")
                 with gr.Accordion("Raw output (JSON)", open=False):
-                    raw = gr.JSON(elem_id="out-json")
+                    raw = gr.JSON(label="Raw output", elem_id="out-json")
         button.click(analyse, [video, audio, image, text, explain],
                      [label, chart, face, transcript, explanation, contrib, raw],
                      api_name="analyse", preprocess=False)
         if examples:
-            gr.Examples(examples, [video, audio, image, text], label="MER2023 clips (Chinese speech; English subtitle as transcript)")
+            gr.Examples(examples, [video, audio, image, text], example_labels=captions,
+                        label="MER2023 clips (Chinese speech; the English subtitle is the transcript)")
     return app
 
 
