@@ -172,8 +172,7 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
         chart = pd.DataFrame({"emotion": labels, "probability": [probs[n] for n in labels]})
         rows = [[m, ", ".join(c["features"]), c["label"], round(c["probabilities"][result["label"]], 3), round(c["drop"], 3)]
                 for m, c in result["contributions"].items()]
-        contrib = pd.DataFrame(rows, columns=["removed", "features", "prediction without it",
-                                              f"p({result['label']}) without it", "drop"])
+        contrib = pd.DataFrame(rows, columns=["removed", "features", "prediction", f"p({result['label']})", "drop"])
         explanation = result.get("explanation") or ("" if info["explains"] else
                                                      "This run is a baseline classifier: it gives probabilities, not explanations.")
         transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")

@@ -64,6 +64,7 @@ class Predictor:
         self.multi = self.cfg.data.target == "multi"
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        self._model_lock = threading.Lock()  # eval-time hooks set model state; generation is not re-entrant
 
     # -- what the run reads -------------------------------------------------------------------------------
     @property
@@ -156,12 +157,11 @@ class Predictor:
         ex = Examples(ids=[INPUT_ID], label_names=self.label_names, features={k: [v] for k, v in feats.items()},
                       texts=[text or ""], context=[[]], y=np.full(1, -1, dtype=np.int64),
                       y_multi=np.zeros((1, C), np.float32), y_soft=np.zeros((1, C), np.float32), groups=[None])
-        return apply_eval_time(self.cfg, self.model, ex)  # the run's own test-time settings (dropped inputs...)
+        with self._model_lock:
+            return apply_eval_time(self.cfg, self.model, ex)  # the run's own test-time settings (dropped inputs...)
 
     def _proba(self, ex: Examples) -> np.ndarray:
-        with self._locks_guard:
-            lock = self._locks["\0model"]
-        with lock:
+        with self._model_lock:
             probs = np.asarray(self.model.predict_proba(ex), dtype=np.float64)[0]
         if not self.multi:
             probs = probs / probs.sum()  # float32 rows drift from 1 by ~1e-7; JSON readers check the sum
@@ -210,9 +210,7 @@ class Predictor:
     def _explain(self, ex: Examples) -> Optional[str]:
         if not self.can_explain:
             return None
-        with self._locks_guard:
-            lock = self._locks["\0model"]
-        with lock:
+        with self._model_lock:
             return str(self.model.generate(ex)[0]).strip()
 
 

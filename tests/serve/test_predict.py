@@ -131,3 +131,27 @@ def test_bad_input_is_one_line_and_exit_2(serve_run, tmp_path, capsys, args, mes
 def test_not_a_run_directory(tmp_path, capsys):
     assert main(["predict", str(tmp_path), "--text", "hello"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def lm_run(serve_run, tmp_path_factory) -> Path:
+    """The same data as an emotion LM on a tiny random backbone (one epoch): the explanation path, fast."""
+    from emotune.experiments.run import train
+    from tests.model.tiny import make_tiny_lm
+
+    tmp = tmp_path_factory.mktemp("lm_run")
+    backbone = make_tiny_lm(tmp / "tiny_lm")
+    return train(str(serve_run.parent / "recipe.yaml"), [
+        "model.kind=emotion_lm", f"model.lm.backbone={backbone}", "model.lm.dtype=fp32", "model.lm.projector=linear",
+        "train.epochs=1", "train.bf16=false", "train.progress=false", f"run_dir={tmp / 'run'}"])
+
+
+def test_explain_with_an_emotion_lm_run(lm_run):
+    clip = ravdess_clips(actor=3, count=1)[0]
+    result = predict(lm_run, audio=clip, text="Kids are talking by the door.", explain=True)
+    assert result["run"]["kind"] == "emotion_lm"
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+    assert isinstance(result["explanation"], str) and result["explanation"]  # EmotionLM.generate's answer
+    assert set(result["contributions"]) == {"audio", "text"}
+    # The LM reads the transcript in its prompt, so removing the text modality blanks it there too.
+    assert result["contributions"]["text"]["probabilities"] != result["probabilities"]

@@ -1,0 +1,68 @@
+"""A real browser (Debian's Chromium driven by Playwright) uploads a clip to `emotune demo` and reads the result."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.serve.conftest import mer_examples
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_upload_a_clip_and_see_the_emotion_and_chart(demo_server, serve_run, browser, tmp_path):
+    from emotune.serve.predict import load_predictor
+
+    labels = load_predictor(serve_run).label_names
+    clip = next(m for m in mer_examples() if m["label"] == "sad")
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(demo_server["url"], wait_until="domcontentloaded")
+
+    page.locator("#in-video input[type=file]").set_input_files(str(clip["path"]))
+    page.locator("#in-video video").wait_for(timeout=30_000)  # the upload finished: the player shows the clip
+    page.locator("#in-text textarea").fill(clip["subtitle"])
+    page.locator("#analyse").click()
+
+    # The predicted label, the bars (one Vega rect mark per class) and the face crop appear.
+    heading = page.locator("#out-label h2")
+    heading.wait_for(timeout=120_000)
+    bars = page.locator("#out-chart .mark-rect path")
+    bars.first.wait_for(timeout=30_000)
+    page.locator("#out-face img").wait_for(timeout=30_000)
+    label = heading.inner_text().strip()
+    assert label in labels
+    assert bars.count() == len(labels)
+    assert page.locator("#out-transcript textarea").input_value() == clip["subtitle"]
+    assert "audio" in page.locator("#out-contrib").inner_text()
+    page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    assert not errors, errors
+
+    # An unreadable upload shows the server's message in the page, and the server keeps running.
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("a text file renamed .mp4\n" * 20)
+    page.locator("#in-video button[aria-label='Clear']").click()
+    page.locator("#in-video input[type=file]").set_input_files(str(fake))
+    page.locator("#analyse").click()
+    toast = page.get_by_text("is not a readable video file")
+    toast.wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "demo_error.png"), full_page=True)
+    assert demo_server["proc"].poll() is None
