@@ -39,3 +39,38 @@ def make_tiny_lm(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -
                       pad_token_id=fast.pad_token_id)
     LlamaForCausalLM(cfg).save_pretrained(path)
     return path
+
+
+def random_examples(n: int, label_names: list[str], shapes: dict[str, tuple], seed: int = 0, missing: float = 0.0,
+                    texts: bool = True, signal: bool = True):
+    """Random Examples with real label names. With `signal`, each class shifts its features so a model
+    can learn something in a few steps; `missing` makes a fraction of each feature None."""
+    import numpy as np
+
+    from emotune.data.examples import Examples
+
+    rng = np.random.default_rng(seed)
+    C = len(label_names)
+    y = np.arange(n) % C
+    rng.shuffle(y)
+    feats = {}
+    for name, shape in shapes.items():
+        col = []
+        for i in range(n):
+            if rng.random() < missing:
+                col.append(None)
+                continue
+            x = rng.normal(size=shape).astype(np.float32)
+            if signal:
+                x[..., y[i] % shape[-1]] += 3.0
+            col.append(x)
+        feats[name] = col
+    words = ["well", "okay", "really", "now", "fine", "so", "what"]
+    texts_ = [" ".join(rng.choice(words, 3)) if texts else "" for _ in range(n)]
+    y_multi = np.zeros((n, C), np.float32)
+    y_multi[np.arange(n), y] = 1
+    y_multi[np.arange(n), (y + 1) % C] = rng.random(n) < 0.3
+    y_soft = 0.7 * np.eye(C, dtype=np.float32)[y] + 0.3 / C
+    return Examples(ids=[f"s{i}" for i in range(n)], label_names=list(label_names), features=feats, texts=texts_,
+                    context=[[] for _ in range(n)], y=y.astype(np.int64), y_multi=y_multi, y_soft=y_soft,
+                    groups=[None] * n)

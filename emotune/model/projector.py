@@ -1,0 +1,46 @@
+"""Per-modality projector: a cached feature → tokens in the LM's embedding space.
+
+A vector feature (d,) becomes `tokens` embeddings; a sequence feature (rows, d) becomes one embedding
+per row (time structure kept). Inputs are standardised with training-set statistics (eGeMAPS mixes
+values near 1 with values near 100), and outputs are RMS-normalised to the scale of the LM's own word
+embeddings, so projected tokens never start out as outliers the frozen LM has never seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Projector(nn.Module):
+    def __init__(self, in_dim: int, hidden_size: int, tokens: int, kind: str = "mlp", mlp_hidden: int = 1024,
+                 embed_rms: float = 1.0, sequence: bool = False):
+        super().__init__()
+        self.sequence = sequence
+        self.tokens = 1 if sequence else tokens
+        self.hidden_size = hidden_size
+        out = self.tokens * hidden_size
+        if kind == "linear":
+            self.net = nn.Linear(in_dim, out)
+        elif kind == "mlp":
+            self.net = nn.Sequential(nn.Linear(in_dim, mlp_hidden), nn.GELU(), nn.Linear(mlp_hidden, out))
+        else:
+            raise ValueError(f"projector kind must be 'linear' or 'mlp', got {kind!r}")
+        self.gain = nn.Parameter(torch.full((hidden_size,), float(embed_rms)))
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+
+    def set_stats(self, arrays: list[np.ndarray]) -> None:
+        """Standardisation statistics from the training features (every row of a sequence counts)."""
+        rows = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1, self.mean.numel()) for a in arrays])
+        std = rows.std(axis=0)
+        self.mean.copy_(torch.as_tensor(rows.mean(axis=0), dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(np.where(std > 1e-8, std, 1.0), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[n, d] → [n, tokens, hidden]: one sample's vector, or one row of a sequence, per input row."""
+        x = (x.float() - self.mean) / self.std
+        y = self.net(x).view(x.shape[0], self.tokens, self.hidden_size).float()
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return y * self.gain
