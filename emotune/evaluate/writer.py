@@ -55,7 +55,7 @@ def _write_confusion_csv(path: Path, counts: np.ndarray, rows: list[str], cols: 
             w.writerow([name, *[int(v) for v in row]])
 
 
-def _single(names, probs, gold, preds):
+def _single(names, probs, gold, preds, ece_bins):
     y = np.array([_class_index(g, names) for g in gold], dtype=int)
     generated = preds is not None
     if generated:
@@ -73,7 +73,7 @@ def _single(names, probs, gold, preds):
            "n_scored": int(labelled.sum()), "n_unlabelled": int((~labelled).sum()),
            "invalid": int(invalid.sum()), "invalid_rate": float(invalid.sum() / max(1, labelled.sum()))}
     if probs is not None:
-        out["ece"] = M.expected_calibration_error(y, probs)
+        out["ece"] = M.expected_calibration_error(y, probs, ece_bins)
     counts = np.asarray(strict["confusion"])
     cols = list(names)
     if generated:
@@ -121,13 +121,14 @@ def _multi(names, probs, gold, preds, thresholds):
 
 def write_evaluation(out_dir, ids: Sequence[str], label_names: Sequence[str], probs: Optional[np.ndarray],
                      gold, raw_text: Optional[Sequence[Optional[str]]] = None, preds: Optional[Sequence] = None,
-                     multi: bool = False, thresholds=None) -> dict:
+                     multi: bool = False, thresholds=None, ece_bins: int = 15) -> dict:
     """Score predictions against `gold` and write the evaluation files; returns the metrics dict.
 
     gold: [N] class indices (-1 = no label) or names for single-label; [N, C] 0/1 for multi-label.
     probs: [N, C] class probabilities (single) or independent label scores (multi); may be None when
       `preds` is given. preds: generated answers already parsed (names / indices, None = invalid);
       without it predictions are argmax(probs) or, multi-label, probs ≥ thresholds (scalar or [C]).
+    ece_bins: bins of the calibration error (single-label, from probs).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,7 @@ def write_evaluation(out_dir, ids: Sequence[str], label_names: Sequence[str], pr
     if multi:
         result, counts, cols, gold_out, pred_out = _multi(names, probs, gold, preds, thresholds)
     else:
-        result, counts, cols, gold_out, pred_out = _single(names, probs, gold, preds)
+        result, counts, cols, gold_out, pred_out = _single(names, probs, gold, preds, ece_bins)
 
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
         for k, sample_id in enumerate(ids):
