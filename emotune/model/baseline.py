@@ -152,8 +152,6 @@ def _selection_score(target: str, gold, probs: np.ndarray, names: list[str]) -> 
     return classification_metrics(gold, probs.argmax(axis=1), names)["ua"]
 
 
-
-
 def _check_options(kind: str, target: str, imbalance: str) -> None:
     if target not in TARGETS:
         raise EmotuneError(f"target must be one of {', '.join(TARGETS)}, got '{target}'")
@@ -212,7 +210,9 @@ class _Baseline:
             raise EmotuneError(f"{out_dir}: unreadable saved model ({exc})") from None
         if meta.get("kind") != cls.kind:
             raise EmotuneError(f"{out_dir / CONFIG_FILE}: holds a {meta.get('kind')} model, not {cls.kind}")
-        model = cls(meta["label_names"], meta["inputs"], BaselineConfig(**meta["config"]), meta["target"],
+        known = {f.name for f in dataclasses.fields(BaselineConfig)}
+        cfg = BaselineConfig(**{k: v for k, v in meta["config"].items() if k in known})
+        model = cls(meta["label_names"], meta["inputs"], cfg, meta["target"],
                     meta["imbalance"], meta["seed"], meta.get("focal_gamma", 2.0))
         model.encoder = FeatureInput.from_saved(meta["input"], arrays)
         model.history = meta.get("history", {})
