@@ -136,6 +136,17 @@ def _file_path(payload) -> Optional[str]:
     return str(payload)
 
 
+def _take_image(path: Optional[str]):
+    """The face crop as an RGB array, and its file removed: Gradio keeps its own copy in its cache."""
+    if not path:
+        return None
+    import cv2
+
+    image = cv2.imread(path)
+    Path(path).unlink(missing_ok=True)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Optional[Path] = None):
     import gradio as gr
     import pandas as pd
@@ -176,10 +187,12 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
         explanation = result.get("explanation") or ("" if info["explains"] else
                                                      "This run is a baseline classifier: it gives probabilities, not explanations.")
         transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")
-        return (probs, chart, result["face"], transcript, explanation, contrib, result)
+        raw = {k: v for k, v in result.items() if k != "face"}  # the crop is shown above; its file is gone
+        return (probs, chart, _take_image(result["face"]), transcript, explanation, contrib, raw)
 
     title = f"emotune demo — {info['name']} ({info['kind']} on {', '.join(info['inputs'])})"
-    with gr.Blocks(title="emotune demo", analytics_enabled=False) as app:
+    # Uploads and outputs in Gradio's cache are deleted an hour after they were made.
+    with gr.Blocks(title="emotune demo", analytics_enabled=False, delete_cache=(1800, 3600)) as app:
         gr.Markdown(f"## {html.escape(title)}\nClasses: {', '.join(info['labels'])}. "
                     f"Uploads up to {max_upload_mb:g} MB; video and audio are checked with ffprobe, images with PIL.")
         with gr.Row():
@@ -197,7 +210,7 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                 # No empty DataFrame as the initial value: Vega keeps the empty domain and draws no bars.
                 chart = gr.BarPlot(None, x="emotion", y="probability", y_lim=[0, 1], sort=list(info["labels"]),
                                    label="Probability per class", elem_id="out-chart")
-                face = gr.Image(label="Detected face", type="filepath", interactive=False, elem_id="out-face")
+                face = gr.Image(label="Detected face", interactive=False, elem_id="out-face")
                 transcript = gr.Textbox(label="Transcript", interactive=False, elem_id="out-transcript")
                 explanation = gr.Textbox(label="Explanation", interactive=False, lines=2, elem_id="out-explanation")
                 contrib = gr.Dataframe(label="Contribution of each modality (prediction with it removed)",
