@@ -96,7 +96,7 @@ class Predictor:
         sample, root = _as_sample(inputs, self.cfg.data.dataset)
         missing: dict[str, str] = {}
         transcript_source = "given" if inputs.text else None
-        if not inputs.text and sample.audio and self.reads_text():
+        if not inputs.text and (sample.audio or sample.video) and self.reads_text():
             try:
                 sample.text = str(self._extract("asr", sample, root).value).strip()
                 transcript_source = "asr" if sample.text else None
