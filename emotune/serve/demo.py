@@ -187,7 +187,9 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
         explanation = result.get("explanation") or ("" if info["explains"] else
                                                      "This run is a baseline classifier: it gives probabilities, not explanations.")
         transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")
-        raw = {k: v for k, v in result.items() if k != "face"}  # the crop is shown above; its file is gone
+        # The crop is shown above (its file is gone); the run is named, not located on the server's disk.
+        raw = {**{k: v for k, v in result.items() if k != "face"},
+               "run": {k: v for k, v in result["run"].items() if k != "dir"}}
         return (probs, chart, _take_image(result["face"]), transcript, explanation, contrib, raw)
 
     title = f"emotune demo — {info['name']} ({info['kind']} on {', '.join(info['inputs'])})"
