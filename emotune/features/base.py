@@ -219,6 +219,12 @@ def get_extractor(spec: str) -> Extractor:
 
 
 def offline_hub() -> None:
-    """Models load from local folders only: never let transformers reach for the hub."""
+    """Models load from local folders only: never let transformers reach for the hub. Quiet loading, too:
+    a weight-loading bar per worker would garble the run's own progress bar."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

