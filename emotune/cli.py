@@ -18,6 +18,8 @@ VERB_MODULES = (
     "emotune.features.cli",
     "emotune.experiments.cli",
     "emotune.serve.predict_cli",
+    "emotune.serve.cli",
+    "emotune.instruct.cli",
 )
 
 
