@@ -1,0 +1,128 @@
+"""`emotune instruct` on RAVDESS clips through `emotune serve` on loopback (both real processes).
+
+Kept short on purpose: 4 clips, replies of at most 32 tokens, conversations of two questions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.instruct.conftest import pick_ids
+from tests.serve.llm_servers import FAULT_KEY, llm_servers  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def _recipe(tmp: Path, actor01: dict, ids: list[str], **instruct) -> Path:
+    recipe = {
+        "name": "instruct_test",
+        "data": {"dataset": "ravdess", "root": str(actor01["root"]), "manifest": str(actor01["manifest"])},
+        "features": {"cache_dir": str(actor01["cache"])},
+        "instruct": {"output": str(tmp / "out.jsonl"), "ids": ids, "simple_questions": 1, "complex_questions": 1,
+                     "llm": {"concurrency": 2, "max_tokens": 32, "timeout_s": 120, "retries": 3, "backoff_s": 0.2},
+                     **instruct},
+    }
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _instruct_cmd(recipe: Path) -> list[str]:
+    return [sys.executable, "-m", "emotune.cli", "instruct", str(recipe), "--no-progress"]
+
+
+def test_all_kinds_survive_sigkill_and_resume(tmp_path, actor01, llm_servers):
+    ids = pick_ids(actor01["samples"])
+    assert len(ids) == 4
+    recipe = _recipe(tmp_path, actor01, ids)
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "EMOTUNE_LLM_BASE_URL": llm_servers["clean"]["base_url"], "OMP_NUM_THREADS": "1"}
+    env.pop("EMOTUNE_LLM_MODEL", None)
+
+    # First run: killed as soon as one LLM-written record is in the file (others are in flight).
+    with open(tmp_path / "run1.log", "wb") as log:
+        proc = subprocess.Popen(_instruct_cmd(recipe), stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 240
+    while True:
+        kinds = Counter(r["kind"] for r in _records(out)) if out.exists() and out.read_text().endswith("\n") else Counter()
+        if kinds["reasoning"] + kinds["conversation"] >= 1:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"instruct ended before it could be killed:\n{(tmp_path / 'run1.log').read_text()[-3000:]}")
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"no LLM record within 240 s:\n{(tmp_path / 'run1.log').read_text()[-3000:]}")
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = [r["id"] for r in _records(out)]
+    assert len(first) == len(set(first)) and len(first) < 12
+    rejected_first = [r["id"] for r in _records(out.with_name(out.name + ".rejected.jsonl"))]
+
+    # Second run: finishes the rest.
+    done = subprocess.run(_instruct_cmd(recipe), capture_output=True, text=True, env=env, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    stats = json.loads(out.with_name(out.name + ".stats.json").read_text())
+
+    records = _records(out)
+    final = [r["id"] for r in records]
+    assert len(final) == len(set(final)), "an id was written twice"
+    assert set(first) <= set(final), "a record of the killed run was lost"
+    assert stats["already_written"] == len(first) and stats["already_rejected"] == len(set(rejected_first))
+    accounted = (stats["already_written"] + stats["already_rejected"] + sum(stats["written"].values())
+                 + sum(stats["filtered"].values()) + sum(stats["skipped"].values()))
+    assert accounted == stats["records_planned"] == 12
+    assert summary["in_file"] == dict(Counter(r["kind"] for r in records))
+    rejected = {r["id"] for r in _records(out.with_name(out.name + ".rejected.jsonl"))}
+    missing = {f"{i}/{k}" for i in ids for k in ("categorical", "reasoning", "conversation")} - set(final)
+    assert missing <= rejected | {f"{i}/{k}" for i in ids for k in ("reasoning", "conversation")}
+    assert stats["llm"]["completion_tokens"] > 0 and stats["llm"]["prompt_tokens"] > 0
+
+    # Every kind is there, in the LLaVA layout, joinable to the manifest.
+    assert {r["kind"] for r in records} == {"categorical", "reasoning", "conversation"}
+    by_id = {s.id: s for s in actor01["samples"]}
+    for r in records:
+        s = by_id[r["sample_id"]]
+        assert r["label"] == s.label and r["audio"] == s.audio and (Path(actor01["root"]) / r["audio"]).exists()
+        turns = r["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2) and turns
+        assert turns[0]["value"].startswith("<audio>\nThe person says: ")
+        assert all(t["value"].strip() for t in turns)
+        if r["kind"] == "conversation":
+            assert len(turns) == 4
+        if r["kind"] != "categorical":
+            assert "Compared with their own other recordings" in r["caption"] or "close to their own" in r["caption"]
+            assert r["llm"]["model"] == "smollm2-135m-instruct"
+
+
+def test_faults_are_retried_counted_and_passed(tmp_path, actor01, llm_servers, monkeypatch):
+    """Against the server's fault cycle (500, empty, malformed JSON, too slow, ok): the run goes on."""
+    from emotune.instruct.config import load_instruct_config
+    from emotune.instruct.generate import run_instruct
+
+    ids = pick_ids(actor01["samples"])[:2]
+    recipe = _recipe(tmp_path, actor01, ids, kinds=["reasoning"], parse_retries=2,
+                     llm={"concurrency": 1, "max_tokens": 12, "timeout_s": 8, "retries": 4, "backoff_s": 0.05})
+    monkeypatch.setenv("EMOTUNE_LLM_BASE_URL", llm_servers["faulty"]["base_url"])
+    monkeypatch.setenv("EMOTUNE_LLM_API_KEY", FAULT_KEY)  # the key comes from the environment only
+    stats = run_instruct(load_instruct_config(recipe), progress=False, log=lambda *a: None)
+    llm = stats["llm"]
+    assert llm["http_500"] >= 1 and llm["bad_responses"] >= 1 and llm["timeouts"] >= 1
+    assert stats["unusable_replies"].get("empty", 0) >= 1
+    assert sum(stats["written"].values()) + sum(stats["filtered"].values()) + sum(stats["skipped"].values()) == 2
+    assert sum(stats["written"].values()) >= 1
