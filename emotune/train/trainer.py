@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -93,8 +94,12 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
     model, optimizer = acc.prepare(net, optimizer)
     raw = acc.unwrap_model(model)
 
+    def log(msg: str) -> None:
+        if acc.is_main_process:
+            print(msg, file=sys.stderr, flush=True)
+
     ckpt_root = out_dir / "checkpoints"
-    progress = {"epoch": 0, "micro": 0, "step": 0, "history": [], "best": None, "best_epoch": None, "bad_epochs": 0,
+    progress = {"epoch": 0, "micro": 0, "step": 0, "epoch_losses": [], "history": [], "best": None, "best_epoch": None, "bad_epochs": 0,
                 "stopped_early": False}
     saved = load_latest(ckpt_root)
     if saved is not None:
@@ -103,7 +108,7 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
         scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         progress = saved["progress"]
-        acc.print(f"resuming from {ckpt_root} at epoch {progress['epoch'] + 1}, step {progress['step']}")
+        log(f"resuming from {ckpt_root} at epoch {progress['epoch'] + 1}, step {progress['step']}")
 
     def checkpoint() -> None:
         if acc.is_main_process:
@@ -119,7 +124,7 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
         model.train()
         bar = tqdm(total=len(micro), initial=progress["micro"], desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
-        losses, seen, t0 = [], 0, time.time()
+        losses, seen, t0 = progress["epoch_losses"], 0, time.time()  # losses survive a mid-epoch resume
         for mi in range(progress["micro"], len(micro)):
             group_end = min((mi // accum + 1) * accum, len(micro))
             group_len = group_end - (mi // accum) * accum
@@ -164,9 +169,9 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
                 progress["bad_epochs"] += 1
             if cfg.patience and progress["bad_epochs"] >= cfg.patience:
                 progress["stopped_early"] = done = True
-        acc.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+        log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()
                                                       if isinstance(v, float) and k != "lr"))
-        progress["epoch"], progress["micro"] = epoch + 1, 0
+        progress["epoch"], progress["micro"], progress["epoch_losses"] = epoch + 1, 0, []
         checkpoint()
 
     if progress["best"] is not None and (out_dir / BEST_FILE).exists():

@@ -1,0 +1,41 @@
+"""A tiny emotion-LM training run in its own process, for the kill-and-resume test.
+
+    python -m tests.train.tiny_run LM_DIR OUT_DIR
+
+Trains (resuming from OUT_DIR/model/checkpoints when present) and writes OUT_DIR/result.json with the
+history and the validation probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from emotune.model.emotion_lm import EmotionLM
+from emotune.model.lm_config import LMConfig, LoRAConfig
+from emotune.train.config import TrainConfig
+from tests.model.tiny import random_examples
+
+LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+SHAPES = {"egemaps": (88,), "whisper_seq": (4, 16)}
+
+
+def main(lm_dir: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    train = random_examples(96, LABELS, SHAPES, seed=0, missing=0.1)
+    val = random_examples(24, LABELS, SHAPES, seed=1)
+    cfg = LMConfig(backbone=lm_dir, dtype="fp32", tokens=2, modality_dropout=0.3, prompts=["default", "terse"],
+                   lora=LoRAConfig(r=4, dropout=0.1))
+    tc = TrainConfig(epochs=3, batch_size=8, grad_accum=2, lr=3e-3, patience=0, bf16=False, checkpoint_every=1,
+                     progress=False, imbalance="balanced_sampler")
+    model = EmotionLM(LABELS, list(SHAPES), SHAPES, cfg, tc, seed=3)
+    history = model.fit(train, val, Path(out_dir) / "model")
+    result = {"history": history, "probs": model.predict_proba(val).tolist()}
+    (Path(out_dir) / "result.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
