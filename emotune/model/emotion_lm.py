@@ -490,6 +490,7 @@ class EmotionLM:
         keep = self._trainable(train)
         if len(keep) == 0:
             raise EmotuneError("no training sample has a target of this kind")
+        reasoning = [self._reasoning(train)[i] for i in keep] if self.target == "reasoning" else None
         train = train.subset(keep)
         for name, proj in self.net.projectors.items():
             arrays = [a for a in train.features[name] if a is not None]
@@ -500,7 +501,7 @@ class EmotionLM:
         kind = "focal" if tc.imbalance == "focal" else "ce"
         weights = class_weights(self._targets(train), len(self.label_names)) if tc.imbalance == "class_weights" else None
         self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, "single" if self.target == "reasoning" else self.target)
-        task = _LMTask(self, train, val)
+        task = _LMTask(self, train, val, reasoning)
         return fit(self.net, task, tc, Path(out_dir), self.seed)
 
     def predict_proba(self, ex: Examples) -> np.ndarray:
@@ -606,11 +607,10 @@ class EmotionLM:
 class _LMTask:
     """What the generic trainer needs from the emotion LM: batches, targets, a validation pass."""
 
-    def __init__(self, model: EmotionLM, train: Examples, val: Examples):
-        self.model, self.train, self.val = model, train, val
+    def __init__(self, model: EmotionLM, train: Examples, val: Examples, reasoning: Optional[list[str]] = None):
+        self.model, self.train, self.val, self.reasoning = model, train, val, reasoning
         self.n_train = len(train)
         self.targets = model._targets(train)
-        self.reasoning = model._reasoning(train) if model.target == "reasoning" else None
         self.monitor = "map" if model.target == "multi" else "ua"
 
     def make_batch(self, index, generator: torch.Generator) -> Batch:

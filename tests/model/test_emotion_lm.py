@@ -1,0 +1,201 @@
+"""The emotion LM on a tiny random causal LM (fast) and on the built-in SmolLM2 (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emotune.data.labels import LabelSet, load_label_set
+from emotune.errors import EmotuneError
+from emotune.model import emotion_lm
+from emotune.model.emotion_lm import EmotionLM
+from emotune.model.lm_config import LMConfig, LoRAConfig
+from emotune.train.config import TrainConfig
+from tests.model.tiny import make_tiny_lm, random_examples
+
+RAVDESS = list(load_label_set("ravdess").names)
+SHAPES = {"whisper_seq": (5, 16), "egemaps": (88,)}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return make_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
+
+
+def make(backbone, labels=RAVDESS, shapes=SHAPES, target="single", lora=True, train=None, **lm):
+    cfg = LMConfig(backbone=str(backbone), dtype="fp32", tokens=3, lora=LoRAConfig(enabled=lora, r=4), **lm)
+    tc = TrainConfig(**{"epochs": 1, "batch_size": 8, "lr": 1e-2, "bf16": False, "progress": False, **(train or {})})
+    model = EmotionLM(labels, list(shapes), shapes, cfg, tc, target=target, seed=0)
+    with torch.no_grad():  # LoRA starts as a no-op (B = 0); make it matter for the equivalence checks
+        for name, p in model.net.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    return model
+
+
+def test_splice_puts_projected_tokens_exactly_at_the_placeholders(tiny_dir):
+    model = make(tiny_dir)
+    ex = random_examples(4, RAVDESS, SHAPES, seed=0)
+    ex.features["egemaps"][1] = None
+    t = model.templates[0]
+    batch = model._collate([model._row(ex, i, t) for i in range(4)], share_prefix=False)
+    embeds = model.net.embed(batch)
+    plain = model.net.base.get_input_embeddings()(batch.ids)
+    assert torch.equal(embeds[~batch.slot_mask], plain[~batch.slot_mask])
+    # Row 1 (egemaps missing) has 5 whisper rows; the others 5 + 3 egemaps tokens, whisper first.
+    assert batch.slot_mask.sum(1).tolist() == [8, 5, 8, 8]
+    seq = model.net.projectors["whisper_seq"](torch.as_tensor(ex.features["whisper_seq"][2]))[:, 0]
+    vec = model.net.projectors["egemaps"](torch.as_tensor(ex.features["egemaps"][2])[None])[0]
+    torch.testing.assert_close(embeds[2][batch.slot_mask[2]], torch.cat([seq, vec]))
+    text = model.renderer.text(t, {"whisper_seq": 5}, ex.texts[1], ())
+    assert "Acoustic (eGeMAPS) features (egemaps): missing" in text
+
+
+def test_one_splice_for_training_scoring_and_generation(tiny_dir, tmp_path, monkeypatch):
+    model = make(tiny_dir)
+    ex = random_examples(8, RAVDESS, SHAPES, seed=0)
+    calls = []
+    real = emotion_lm.splice
+    monkeypatch.setattr(emotion_lm, "splice", lambda *a: calls.append(1) or real(*a))
+    model.fit(ex, ex.subset([]), tmp_path)
+    assert len(calls) == 1  # one batch of 8
+    model.predict_proba(ex)
+    assert len(calls) == 2
+    model.generate(ex, max_new_tokens=2)
+    assert len(calls) == 3
+
+
+def test_missing_modality_drops_its_tokens_and_dropout_never_empties_a_prompt(tiny_dir):
+    model = make(tiny_dir, modality_dropout=1.0)
+    ex = random_examples(6, RAVDESS, SHAPES, seed=0)
+    ex.texts[:3] = ["", "", ""]
+    full = model._row(ex, 0, model.templates[0])
+    batch = model.make_batch(ex, np.arange(6), torch.Generator().manual_seed(0))
+    kept = batch.slot_mask.sum(1).tolist()
+    assert all(k in (5, 3) for k in kept[:3])  # no transcript: one input is always kept
+    assert kept[3:] == [0, 0, 0]  # a transcript remains: every input may go
+    shorter = model._row(ex, 0, model.templates[0], keep={"whisper_seq"})
+    assert len(full.slots) - len(shorter.slots) == 3
+
+
+def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir):
+    labels = list(load_label_set("goemotions").names)[:6]
+    model = make(tiny_dir, labels=labels)
+    assert not model.net.single_token  # the tiny tokenizer splits some of these labels
+    ex = random_examples(5, labels, SHAPES, seed=1, missing=0.3)
+    rows = [model._row(ex, i, model.templates[0]) for i in range(5)]
+    with torch.no_grad():
+        shared_batch = model._collate(rows)
+        assert len(shared_batch.prefix) > 0
+        shared = model.net.class_logits(shared_batch)
+        plain = model.net.class_logits(model._collate(rows, share_prefix=False))
+        brute = torch.zeros_like(shared)
+        for i, r in enumerate(rows):
+            emb = model.net.embed(model._collate([r], share_prefix=False))
+            per_spelling = []
+            for toks in model.net.label_seqs:
+                x = torch.cat([emb, model.net.base.get_input_embeddings()(torch.tensor([toks]))], 1)
+                logp = F.log_softmax(model.net.base(inputs_embeds=x).logits[0].float(), -1)
+                per_spelling.append(sum(logp[emb.shape[1] - 1 + j, t] for j, t in enumerate(toks)))
+            brute[i] = torch.logsumexp(torch.stack(per_spelling)[None] + model.net.owner, -1)
+    torch.testing.assert_close(shared, plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(shared, brute, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["single", "soft", "multi"])
+def test_targets_train_and_give_probabilities(tiny_dir, tmp_path, target):
+    model = make(tiny_dir, target=target)
+    train, val = random_examples(16, RAVDESS, SHAPES, seed=0), random_examples(8, RAVDESS, SHAPES, seed=1)
+    history = model.fit(train, val, tmp_path)
+    assert np.isfinite(history["history"][0]["train_loss"])
+    probs = model.predict_proba(val)
+    assert probs.shape == (8, 8) and (probs >= 0).all() and (probs <= 1).all()
+    if target == "multi":
+        assert not np.allclose(probs.sum(1), 1.0)  # independent per label
+        assert "val_map" in history["history"][0]
+    else:
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    if target == "multi":  # the next-token loss taught the canonical-order list as the answer
+        batch = model.make_batch(train, [0], torch.Generator())
+        answer = model.tokenizer.decode(batch.lm_targets)
+        assert answer.strip().startswith(", ".join(n for c, n in enumerate(RAVDESS) if train.y_multi[0, c]))
+
+
+def test_reasoning_target_needs_reasoning_texts_and_then_trains(tiny_dir, tmp_path):
+    model = make(tiny_dir, target="reasoning", max_new_tokens=3)
+    train = random_examples(8, RAVDESS, SHAPES, seed=0)
+    with pytest.raises(EmotuneError, match="reasoning"):
+        model.fit(train, train.subset([]), tmp_path)
+    train.reasoning = [f"The voice sounds {RAVDESS[y]}." for y in train.y]
+    model.fit(train, train.subset([]), tmp_path / "r")
+    np.testing.assert_allclose(model.predict_proba(train).sum(1), 1.0, rtol=1e-5)
+
+
+def test_save_load_roundtrip(tiny_dir, tmp_path):
+    model = make(tiny_dir, prompts=["terse", "default"])
+    ex = random_examples(6, RAVDESS, SHAPES, seed=2)
+    for name, p in model.net.projectors.items():
+        p.set_stats(ex.features[name])
+    model.save(tmp_path)
+    again = EmotionLM.load(tmp_path)
+    assert again.state_hash() == model.state_hash()
+    np.testing.assert_allclose(again.predict_proba(ex), model.predict_proba(ex), atol=1e-6)
+
+
+def test_text_only_examples_and_user_errors(tiny_dir, tmp_path):
+    model = make(tiny_dir, shapes={})
+    ex = random_examples(8, RAVDESS, {}, seed=0)
+    model.fit(ex, ex, tmp_path)  # LoRA alone: the transcript is the signal
+    assert model.predict_proba(ex).shape == (8, 8)
+    with pytest.raises(EmotuneError, match="nothing to train"):
+        make(tiny_dir, shapes={}, lora=False).fit(ex, ex, tmp_path / "none")
+    with pytest.raises(EmotuneError, match="unknown prompt template"):
+        make(tiny_dir, prompts=["no_such_template"])
+    with pytest.raises(EmotuneError, match="target_modules"):
+        EmotionLM(RAVDESS, [], {}, LMConfig(backbone=str(tiny_dir), dtype="fp32", lora=LoRAConfig(target_modules=["nope"])),
+            TrainConfig(), seed=0)
+    bad = random_examples(2, RAVDESS, {"egemaps": (40,)}, seed=0)
+    with pytest.raises(EmotuneError, match="shape"):
+        make(tiny_dir, shapes={"egemaps": (88,)}).predict_proba(bad)
+
+
+def test_prompt_pool_files_are_validated(tmp_path):
+    from emotune.model.prompt import load_templates
+
+    assert len(load_templates(["emotion"])) >= 7
+    pool = tmp_path / "mine.yaml"
+    pool.write_text("templates:\n  a:\n    user: 'Emotion of {transcript}?'\n")
+    with pytest.raises(EmotuneError, match="inputs"):
+        load_templates([str(pool)])
+    pool.write_text("templates:\n  a:\n    user: '{inputs}{mood}'\n")
+    with pytest.raises(EmotuneError, match="unknown slot"):
+        load_templates([str(pool)])
+
+
+@pytest.mark.slow
+def test_smollm2_closed_set_agrees_with_greedy_generation(emotune_cache):
+    """fp32 SmolLM2: where the greedy answer's first token is a label spelling, the parsed answer is the
+    closed-set argmax; and the closed-set scores equal the full-vocabulary first-token logits restricted
+    to the label spellings."""
+    from emotune.evaluate.decode import parse_label
+
+    model = make("smollm2-135m-instruct", shapes={"egemaps": (88,)}, lora=False)
+    ex = random_examples(8, RAVDESS, {"egemaps": (88,)}, seed=0)
+    probs = model.predict_proba(ex)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    texts = model.generate(ex, max_new_tokens=3)
+    labels = load_label_set("ravdess")
+    t = model.eval_templates[0]
+    both = 0
+    with torch.no_grad():
+        for i in range(len(ex)):
+            batch = model._collate([model._row(ex, i, t)], share_prefix=False)
+            logits = model.net.base(inputs_embeds=model.net.embed(batch)).logits[0, -1].float()
+            restricted = torch.logsumexp(logits[model.net.first_ids][None] + model.net.owner, -1)
+            np.testing.assert_allclose(torch.softmax(restricted, -1).numpy(), probs[i], atol=1e-4)
+            if int(logits.argmax()) in model.net.first_ids.tolist():
+                both += 1
+                assert parse_label(texts[i], labels) == RAVDESS[int(probs[i].argmax())], texts[i]
+    assert both > 0  # zero-shot, SmolLM2 answers most of these with a label word
