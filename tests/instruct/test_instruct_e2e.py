@@ -126,3 +126,13 @@ def test_faults_are_retried_counted_and_passed(tmp_path, actor01, llm_servers, m
     assert stats["unusable_replies"].get("empty", 0) >= 1
     assert sum(stats["written"].values()) + sum(stats["filtered"].values()) + sum(stats["skipped"].values()) == 2
     assert sum(stats["written"].values()) >= 1
+
+
+def test_a_model_the_server_does_not_have_stops_the_run_with_one_line(tmp_path, actor01, llm_servers):
+    ids = pick_ids(actor01["samples"])[:1]
+    recipe = _recipe(tmp_path, actor01, ids, kinds=["reasoning"], llm={"model": "gpt-4o"})
+    env = {**os.environ, "EMOTUNE_LLM_BASE_URL": llm_servers["clean"]["base_url"]}
+    done = subprocess.run(_instruct_cmd(recipe), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "HTTP 404 for model 'gpt-4o'" in last and "Traceback" not in done.stderr
