@@ -31,7 +31,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from emotune.data.labels import LabelSet, load_label_set
 from emotune.data.sample import Manifest, Sample
@@ -247,7 +247,6 @@ class LLMWriter:
             try:
                 reply = await self.client.chat(messages, llm.max_tokens, llm.temperature, llm.top_p)
             except LLMFailed as exc:
-                self.counts["call_failed"] += 1
                 raise Skipped("llm_failed") from exc
             usage["prompt_tokens"] += reply.prompt_tokens
             usage["completion_tokens"] += reply.completion_tokens
@@ -305,6 +304,7 @@ class LLMWriter:
             for q in questions:
                 messages.append({"role": "user", "content": q})
                 a = await self._ask(list(messages), lambda text, cut: clean_answer(text, truncated=cut), usage)
+                self._check(job, [a])  # a contradiction ends the conversation before more is asked
                 messages.append({"role": "assistant", "content": a})
                 pairs.append((q, a))
         else:

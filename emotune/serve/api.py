@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from emotune.serve.faults import FaultPlan
+from emotune.serve.generation import GenRequest, GenResult
 from emotune.serve.guard import Guard, error_body
 
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"}
@@ -178,8 +179,6 @@ def create_app(state: ServeState):
 
         admit()
         try:
-            from emotune.serve.generation import GenRequest, GenResult
-
             try:
                 prompt_ids = state.generator.encode_chat(messages)
             except Exception as exc:  # a template that refuses this message order, for one
@@ -234,7 +233,6 @@ def create_app(state: ServeState):
 
     guarded = Guard(app, state.api_key, lambda path: state.limits.max_upload_bytes if path == "/v1/emotion"
                     else state.limits.max_request_bytes)
-    guarded.fastapi = app  # for tests and for mounting
     return guarded
 
 
