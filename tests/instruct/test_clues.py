@@ -102,6 +102,7 @@ def test_first_human_turn_has_media_tokens_transcript_and_question(prompts):
     assert first_human_turn(s, "Q?", prompts["turns"], include_transcript=False) == "<audio>\nQ?"
 
 
+@pytest.mark.data
 def test_real_prosody_separates_angry_from_sad(actor01):
     """On one RAVDESS actor, strong anger is louder than the actor's baseline and sadness quieter."""
     from emotune.data.sample import read_manifest

@@ -20,7 +20,7 @@ import yaml
 from tests.instruct.conftest import pick_ids
 from tests.serve.llm_servers import FAULT_KEY, llm_servers  # noqa: F401
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.data]
 
 
 def _recipe(tmp: Path, actor01: dict, ids: list[str], **instruct) -> Path:
@@ -45,6 +45,7 @@ def _instruct_cmd(recipe: Path) -> list[str]:
     return [sys.executable, "-m", "emotune.cli", "instruct", str(recipe), "--no-progress"]
 
 
+@pytest.mark.faults
 def test_all_kinds_survive_sigkill_and_resume(tmp_path, actor01, llm_servers):
     ids = pick_ids(actor01["samples"])
     assert len(ids) == 4
@@ -110,6 +111,7 @@ def test_all_kinds_survive_sigkill_and_resume(tmp_path, actor01, llm_servers):
             assert r["llm"]["model"] == "smollm2-135m-instruct"
 
 
+@pytest.mark.faults
 def test_faults_are_retried_counted_and_passed(tmp_path, actor01, llm_servers, monkeypatch):
     """Against the server's fault cycle (500, empty, malformed JSON, too slow, ok): the run goes on."""
     from emotune.instruct.config import load_instruct_config

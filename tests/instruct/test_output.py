@@ -77,6 +77,7 @@ def test_the_shipped_recipe_loads():
     assert cfg.instruct.output_path(cfg.data.dataset).name == "ravdess.jsonl"
 
 
+@pytest.mark.data
 def test_unreachable_endpoint_is_a_clear_error(tmp_path, actor01):
     """Nothing listens on the port: the run stops at once, after writing the templated records."""
     from emotune.instruct.generate import run_instruct

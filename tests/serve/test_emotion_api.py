@@ -13,6 +13,8 @@ import pytest
 
 from tests.serve.conftest import ravdess_clips
 
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
 UPLOAD_MB = 1
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from tests.serve.llm_servers import FAULT_KEY, MAX_REQUEST_KB, SLOW_S, llm_servers  # noqa: F401
 
+pytestmark = pytest.mark.slow
+
 MODEL = "smollm2-135m-instruct"
 
 
@@ -95,6 +97,7 @@ def test_api_key_is_required_when_set(llm_servers):
         assert json.loads(h.read())["status"] == "ok"
 
 
+@pytest.mark.faults
 def test_llm_client_survives_every_fault(llm_servers):
     """500, empty reply, malformed JSON and a reply slower than the timeout: each retried and counted."""
     from emotune.instruct.llm_client import LLMClient
