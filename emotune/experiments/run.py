@@ -213,13 +213,17 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     (run_dir / "fold.json").write_text(fold.to_json())
     model = build_model(cfg, data.train.label_names, feature_shapes(feats) if feats else {})
     log(f"{fold.name}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} — {cfg.model.kind}")
+    # Models whose weights exist before fit hash them now; those built inside fit (the MLP head, whose
+    # input width is known only then) set `init_hash` themselves.
+    before = model.state_hash() if hasattr(model, "state_hash") else None
     t0 = time.time()
     history = model.fit(data.train, data.val, run_dir / "model")
     model.save(run_dir / "model")
     train_s = time.time() - t0
     # The models record a hash of their trainable weights as initialised, before the first step: equal
     # hashes across folds prove that no fold started from another fold's weights.
-    (run_dir / "init_hash.txt").write_text(str(getattr(model, "init_hash", "n/a")) + "\n")
+    init = getattr(model, "init_hash", None) or before or "deterministic (no initial weights)"
+    (run_dir / "init_hash.txt").write_text(init + "\n")
     thresholds = multi_label_thresholds(cfg, model, data.val, run_dir)
     metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
                        run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode, label_set_for(cfg, manifest), thresholds)
