@@ -1,6 +1,6 @@
 """`emotune instruct` on RAVDESS clips through `emotune serve` on loopback (both real processes).
 
-Kept short on purpose: 4 clips, replies of at most 32 tokens, conversations of two questions.
+Kept short on purpose: 4 clips, replies of at most 24 tokens, conversations of two questions.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _recipe(tmp: Path, actor01: dict, ids: list[str], **instruct) -> Path:
         "data": {"dataset": "ravdess", "root": str(actor01["root"]), "manifest": str(actor01["manifest"])},
         "features": {"cache_dir": str(actor01["cache"])},
         "instruct": {"output": str(tmp / "out.jsonl"), "ids": ids, "simple_questions": 1, "complex_questions": 1,
-                     "llm": {"concurrency": 2, "max_tokens": 32, "timeout_s": 120, "retries": 3, "backoff_s": 0.2},
+                     "llm": {"concurrency": 4, "max_tokens": 24, "timeout_s": 120, "retries": 3, "backoff_s": 0.2},
                      **instruct},
     }
     path = tmp / "recipe.yaml"
