@@ -28,7 +28,6 @@ from emotune.errors import EmotuneError
 EGEMAPS = "egemaps"
 FER = "fer"
 ASR = "asr"
-CLUE_FEATURES = (EGEMAPS, FER, ASR)
 
 
 @functools.lru_cache(maxsize=1)

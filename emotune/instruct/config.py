@@ -51,7 +51,9 @@ class LLMConfig:
 class InstructConfig:
     output: str = "runs/instruct/${dataset}.jsonl"  # instruction JSONL (appended; resumable)
     kinds: list[Literal["categorical", "reasoning", "conversation"]] = dataclasses.field(default_factory=lambda: list(KINDS))
-    clues: list[str] = dataclasses.field(default_factory=lambda: ["egemaps"])  # cached features turned into words: egemaps, fer, asr
+    # Cached features turned into words: egemaps (prosody), fer (facial expression), asr (Whisper transcript
+    # for samples without one).
+    clues: list[Literal["egemaps", "fer", "asr"]] = dataclasses.field(default_factory=lambda: ["egemaps"])
     prompts_dir: Optional[str] = None  # a folder whose YAML files replace the built-in ones of the same name
     # Which samples: all labelled ones, or only these groups / ids, at most `limit` (0 = no limit).
     groups: list[str] = dataclasses.field(default_factory=list)

@@ -165,9 +165,9 @@ def select_samples(cfg: InstructRecipe, manifest: Manifest, labels: LabelSet) ->
     return out, dropped
 
 
-def load_clues(cfg: InstructRecipe, manifest: Manifest, chosen: list[Sample], captions: dict,
+def load_clues(cfg: InstructRecipe, manifest: Manifest, chosen: list[Sample], captions: dict, names: list[str],
                log: Callable[[str], None]) -> dict[str, clue_mod.Clues]:
-    """Clues of the chosen samples, extracting what the feature cache lacks.
+    """Clues of the chosen samples from the clue features `names`, extracting what the feature cache lacks.
 
     eGeMAPS is made for every recording of the chosen samples' speakers, because each speaker's
     baseline is computed from all of them.
@@ -175,16 +175,12 @@ def load_clues(cfg: InstructRecipe, manifest: Manifest, chosen: list[Sample], ca
     from emotune.features.store import ensure_features, load_features, load_transcripts
 
     ins = cfg.instruct
-    unknown = [n for n in ins.clues if n not in clue_mod.CLUE_FEATURES]
-    if unknown:
-        raise EmotuneError(f"instruct.clues: unknown clue feature(s) {', '.join(unknown)} "
-                           f"(known: {', '.join(clue_mod.CLUE_FEATURES)})")
     cache_dir = Path(cfg.features.cache_dir) if cfg.features.cache_dir else None
     chosen_ids = {s.id for s in chosen}
     groups = {s.group for s in chosen if s.group is not None}
-    if clue_mod.EGEMAPS in ins.clues and ins.baseline == "group":
+    if clue_mod.EGEMAPS in names and ins.baseline == "group":
         speakers = [s for s in manifest.samples if s.id in chosen_ids or (s.group is not None and s.group in groups)]
-    elif clue_mod.EGEMAPS in ins.clues:
+    elif clue_mod.EGEMAPS in names:
         speakers = list(manifest.samples)
     else:
         speakers = list(chosen)
@@ -192,13 +188,13 @@ def load_clues(cfg: InstructRecipe, manifest: Manifest, chosen: list[Sample], ca
     only_chosen = dataclasses.replace(manifest, samples=list(chosen))
     feats: dict = {}
     transcripts: dict[str, str] = {}
-    if clue_mod.EGEMAPS in ins.clues:
+    if clue_mod.EGEMAPS in names:
         ensure_features(scope, [clue_mod.EGEMAPS], cache_dir, workers=cfg.features.workers, log=log)
         feats.update(load_features(scope, [clue_mod.EGEMAPS], cache_dir))
-    if clue_mod.FER in ins.clues and any(s.video or s.image for s in chosen):
+    if clue_mod.FER in names and any(s.video or s.image for s in chosen):
         ensure_features(only_chosen, [clue_mod.FER], cache_dir, workers=cfg.features.workers, log=log)
         feats.update(load_features(only_chosen, [clue_mod.FER], cache_dir))
-    if clue_mod.ASR in ins.clues and any(not s.text and (s.audio or s.video) for s in chosen):
+    if clue_mod.ASR in names and any(not s.text and (s.audio or s.video) for s in chosen):
         ensure_features(only_chosen, [clue_mod.ASR], cache_dir, workers=cfg.features.workers, log=log)
         transcripts = load_transcripts(only_chosen, cache_dir)
     found = clue_mod.gather(speakers, feats, transcripts, captions, ins.baseline, ins.min_baseline)
@@ -351,12 +347,22 @@ def run_instruct(cfg: InstructRecipe, progress: bool = True, log: Callable[[str]
         filtered: Counter = Counter()
         skipped: Counter = Counter()
         llm_stats: dict = {}
+        llm_jobs = [j for j in jobs if j.kind in LLM_KINDS]
+        wants_asr = clue_mod.ASR in ins.clues and any(not j.sample.text and (j.sample.audio or j.sample.video)
+                                                      for j in jobs)
+        found: dict[str, clue_mod.Clues] = {}
+        if llm_jobs or wants_asr:
+            samples = list({j.sample.id: j.sample for j in jobs}.values())
+            found = load_clues(cfg, manifest, samples, prompts["captions"], list(ins.clues) if llm_jobs else [clue_mod.ASR],
+                               log)
+        for j in jobs:  # the transcript every kind shows the model: the dataset's, else Whisper's
+            c = found.get(j.sample.id)
+            if c is not None and c.transcript and not j.sample.text:
+                j.sample = dataclasses.replace(j.sample, text=c.transcript)
         for job in [j for j in jobs if j.kind == "categorical"]:
             writer.append(categorical_record(job, prompts, labels, cfg.seed, ins.include_transcript))
             written["categorical"] += 1
-        llm_jobs = [j for j in jobs if j.kind in LLM_KINDS]
         if llm_jobs:
-            found = load_clues(cfg, manifest, [j.sample for j in llm_jobs], prompts["captions"], log)
             ready = []
             for j in llm_jobs:
                 c = found.get(j.sample.id)

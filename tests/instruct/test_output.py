@@ -92,3 +92,4 @@ def test_unreachable_endpoint_is_a_clear_error(tmp_path, actor01):
         run_instruct(cfg, progress=False, log=lambda *a: None)
     kinds = [json.loads(x)["kind"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert kinds == ["categorical", "categorical"]
+
