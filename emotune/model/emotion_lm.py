@@ -334,6 +334,8 @@ class EmotionLM:
         lm, self.tokenizer = load_backbone(cfg.backbone, cfg.dtype)
         for p in lm.parameters():
             p.requires_grad_(False)
+        attention = cfg.attention if cfg.attention != "auto" else ("sdpa" if torch.cuda.is_available() else "eager")
+        lm.set_attn_implementation(attention)
         torch.manual_seed(seed)  # same initial projector / LoRA weights for every fold
         if cfg.lora.enabled:
             lm = self._add_lora(lm, cfg.lora)

@@ -34,3 +34,6 @@ class LMConfig:
     # the closed-set loss over the label tokens; > 0 keeps free generation answering with labels.
     lm_loss_weight: float = 0.1
     max_new_tokens: int = 16  # generation (raise it for reasoning targets)
+    # Attention kernel. "auto": plain matmul attention on CPU (for ~50-150-token prompts its backward
+    # is ~4x cheaper there than the fused SDPA kernel), SDPA on GPUs.
+    attention: Literal["auto", "eager", "sdpa"] = "auto"
