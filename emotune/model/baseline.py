@@ -326,6 +326,14 @@ class LogisticBaseline(_Baseline):
         self.b: Optional[np.ndarray] = None
 
     def fit(self, train: Examples, val: Examples, out_dir: Optional[Path] = None) -> dict:
+        from threadpoolctl import threadpool_limits
+
+        # lbfgs on a few thousand rows is fastest on one BLAS thread; with several, a shared machine's
+        # oversubscription made the same fits ~20x slower (measured: 10 s → 280 s for one RAVDESS fold).
+        with threadpool_limits(limits=1):
+            return self._fit(train, val)
+
+    def _fit(self, train: Examples, val: Examples) -> dict:
         self._check_labels(train, "training")
         self._check_labels(val, "validation")
         T, keep = _targets(train, self.target)
