@@ -36,6 +36,16 @@ DEFAULT = "egemaps,logmel,whisper,whisper_seq,minilm"
 SECTION = "Features"
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def spread(samples: list, n: int) -> list:
     step = max(1, len(samples) // n)
     return samples[::step][:n]
@@ -87,7 +97,9 @@ def update_markdown(path: Path, result: dict) -> None:
     lines = [f"## {SECTION}", "",
              f"Clips per second per extractor on {result['dataset']} ({result['manifest']}), "
              f"`python benchmarks/features.py`, {result['date']}. Machine: {result['machine']}; "
-             f"OMP_NUM_THREADS={result['omp_num_threads']}, load average at start {result['load_average']}. "
+             f"OMP_NUM_THREADS={result['omp_num_threads']}; 1-minute load average before the cold runs "
+             f"{result['load_average'].get('cold')}, before the warm runs {result['load_average'].get('warm')} "
+             "(other jobs shared the cores, so cold rates are lower than on an idle machine). "
              "Cold = fresh cache, model load excluded (shown apart); warm = everything cached, the whole manifest checked.", "",
              "| extractor | cold clips/s | cold clips | model load + 1st clip (s) | warm clips/s | warm: computed | load_features (s) |",
              "|---|---|---|---|---|---|---|"]
@@ -124,10 +136,15 @@ def main() -> None:
         previous = json.loads(out.read_text())
     result = {"dataset": manifest.dataset, "manifest": args.manifest, "extractors": names,
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-              "load_average": round(os.getloadavg()[0], 1)}
-    result["cold"] = previous.get("cold", {}) if args.warm_only else cold(manifest, names, args.cold_samples)
+              "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"), "load_average": {}}
+    if args.warm_only:
+        result["cold"] = previous.get("cold", {})
+        result["load_average"]["cold"] = previous.get("load_average", {}).get("cold")
+    else:
+        result["load_average"]["cold"] = round(os.getloadavg()[0], 1)
+        result["cold"] = cold(manifest, names, args.cold_samples)
+    result["load_average"]["warm"] = round(os.getloadavg()[0], 1)
     result["warm"] = warm(manifest, names, default_cache_dir(args.cache_dir))
     if args.full_run:
         result["full_run"] = json.loads(Path(args.full_run).read_text())

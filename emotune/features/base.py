@@ -97,7 +97,9 @@ class Extractor:
         self.settings = {**self.defaults, **settings}
         for k, v in self.settings.items():
             d = self.defaults[k]
-            if d is not None and not isinstance(v, type(d)) and not (isinstance(d, float) and isinstance(v, int)):
+            if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
+                self.settings[k] = v = float(v)  # 10 and 10.0 must give the same cache key
+            if d is not None and (type(v) is not type(d)):
                 raise EmotuneError(f"extractor '{self.name}': setting {k}={v!r} should be {type(d).__name__}")
 
     # -- identity -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The feature cache: one folder per extractor key, holding append-only safetensors shards.
 
     <cache_dir>/<extractor key>/extractor.json            name, spec, version, settings, shape (for people)
-    <cache_dir>/<extractor key>/shards/<time>-<pid>-<rand>.safetensors
+    <cache_dir>/<extractor key>/shards/<dataset>/<time>-<pid>-<rand>.safetensors
     <cache_dir>/<extractor key>/crops/<hash>.png          face crops some extractors keep (fer: the peak frame)
 
 A shard holds the results of a few dozen samples: one tensor per finished sample, plus a JSON index in
@@ -10,6 +10,10 @@ from (file size + mtime, or a hash of the text), its status ("ok" or "missing: <
 SHA-256 of its tensor. Shards are written to a temporary name and renamed into place, so a killed run
 leaves whole shards or none; a shard whose bytes do not match its checksums is reported and, by
 `ensure_features`, deleted so its samples are computed again. Nothing is ever unpickled.
+
+Shards sit in one folder per dataset, so loading RAVDESS never reads the shards of a 50,000-sample text
+corpus cached under the same extractor. Many small shards (one per chunk of every run) are merged into
+a few large ones once a dataset folder holds more than COMPACT_AT of them.
 
 A result is current when its sample key AND fingerprint match: an edited media file or transcript is a
 cache miss. A changed setting is a different extractor key, i.e. a different folder; old folders stay.
@@ -21,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -31,6 +36,8 @@ import numpy as np
 from emotune.features.base import Missing, Output
 
 SHARD_FORMAT = "1"
+COMPACT_AT = 64  # shard files of one dataset before they are merged
+COMPACT_SIZE = 4096  # entries per merged shard
 STALE_TMP_SECONDS = 3600  # a temp file this old belongs to a run that died, not to one still writing
 
 
@@ -42,6 +49,7 @@ class Entry:
     value: np.ndarray | str | None = None
     crops: dict[str, Path] = dataclasses.field(default_factory=dict)
     shard: Optional[Path] = None
+    crops_rel: dict[str, str] = dataclasses.field(default_factory=dict)  # as stored, relative to the key folder
 
     @property
     def ok(self) -> bool:
@@ -67,7 +75,7 @@ class ShardIndex:
     def __init__(self) -> None:
         self._by_sample: dict[str, dict[str, Entry]] = {}
         self.corrupt: list[tuple[Path, str]] = []
-        self.shards = 0
+        self.files: list[Path] = []  # the shards the entries came from
 
     def add(self, entry: Entry) -> None:
         self._by_sample.setdefault(entry.sample, {})[entry.fingerprint] = entry
@@ -75,8 +83,16 @@ class ShardIndex:
     def get(self, sample: str, fingerprint: str) -> Optional[Entry]:
         return self._by_sample.get(sample, {}).get(fingerprint)
 
+    def entries(self):
+        for by_fp in self._by_sample.values():
+            yield from by_fp.values()
+
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_sample.values())
+
+
+class _Vanished(Exception):
+    """A shard disappeared while being read (merged by a concurrent compaction)."""
 
 
 class FeatureCache:
@@ -95,13 +111,33 @@ class FeatureCache:
         return sorted(p.name for p in self.root.iterdir() if (p / "extractor.json").exists()) if self.root.exists() else []
 
     # -- reading ------------------------------------------------------------------------------------
-    def scan(self, key: str, repair: bool = False) -> ShardIndex:
-        """Read and verify every shard of `key`. With `repair`, delete corrupt shards and stale temp files."""
+    def shard_files(self, key: str, datasets: Optional[set[str]] = None) -> list[Path]:
+        """Shard files of `key` for these datasets (all when None), oldest first (names start with the time)."""
+        top = self.folder(key) / "shards"
+        if not top.exists():
+            return []
+        wanted = None if datasets is None else {dataset_dir(d) for d in datasets}
+        files = []
+        for p in top.iterdir():
+            if p.is_dir() and (wanted is None or p.name in wanted):
+                files += [q for q in p.iterdir() if q.is_file()]
+            elif p.is_file():
+                files.append(p)  # a shard outside any dataset folder may hold any dataset
+        return sorted(files, key=lambda p: p.name)
+
+    def scan(self, key: str, datasets: Optional[set[str]] = None, repair: bool = False) -> ShardIndex:
+        """Read and verify the shards of `key` for `datasets`. With `repair`, delete corrupt shards and stale
+        temp files. A shard merged away mid-read by another process means reading again (its entries moved)."""
+        for _ in range(5):
+            try:
+                return self._scan(key, datasets, repair)
+            except _Vanished:
+                continue
+        return self._scan(key, datasets, repair, tolerate=True)
+
+    def _scan(self, key: str, datasets: Optional[set[str]], repair: bool, tolerate: bool = False) -> ShardIndex:
         index = ShardIndex()
-        shard_dir = self.folder(key) / "shards"
-        if not shard_dir.exists():
-            return index
-        for path in sorted(shard_dir.iterdir()):
+        for path in self.shard_files(key, datasets):
             if path.name.startswith(".tmp-"):
                 if repair and _age(path) > STALE_TMP_SECONDS:
                     path.unlink(missing_ok=True)
@@ -111,46 +147,90 @@ class FeatureCache:
             try:
                 entries = read_shard(path, self.folder(key))
             except FileNotFoundError:
-                continue  # removed by a concurrent repair
+                if tolerate:
+                    continue
+                raise _Vanished() from None
             except ShardError as exc:
                 index.corrupt.append((path, str(exc)))
                 if repair:
                     path.unlink(missing_ok=True)
                 continue
-            index.shards += 1
+            index.files.append(path)
             for e in entries:
                 index.add(e)
         return index
 
     # -- writing ------------------------------------------------------------------------------------
-    def write_shard(self, key: str, records: list[Record]) -> Path:
+    def write_shard(self, key: str, records: list[Record]) -> list[Path]:
+        """Save results; one shard per dataset among the records. Face crops are written as PNGs first."""
+        folder = self.folder(key)
+        groups: dict[str, list[dict]] = {}
+        for rec in records:
+            if isinstance(rec.result, Missing):
+                item = _item(rec.sample, rec.fingerprint, f"missing: {rec.result.reason}", None, {})
+            else:
+                crops = {k: _write_crop(folder, rec.sample, rec.fingerprint, k, img) for k, img in rec.result.crops.items()}
+                item = _item(rec.sample, rec.fingerprint, "ok", rec.result.value, crops)
+            groups.setdefault(dataset_of(rec.sample), []).append(item)
+        return [self._write(key, ds, items) for ds, items in groups.items()]
+
+    def compact(self, key: str, index: ShardIndex) -> int:
+        """Merge the shards `index` was read from into a few large ones per dataset; returns files removed.
+
+        The merged shards are written before the small ones are deleted, so a reader always finds every
+        entry somewhere (and rereads if a file vanishes under it)."""
+        loose = any(p.parent.name == "shards" for p in index.files)  # outside a dataset folder: move them in
+        if len(index.files) <= COMPACT_AT and not loose:
+            return 0
+        groups: dict[str, list[dict]] = {}
+        for e in index.entries():
+            groups.setdefault(dataset_of(e.sample), []).append(_item(e.sample, e.fingerprint, e.status, e.value, e.crops_rel))
+        for ds, items in groups.items():
+            for start in range(0, len(items), COMPACT_SIZE):
+                self._write(key, ds, items[start: start + COMPACT_SIZE])
+        for path in index.files:
+            path.unlink(missing_ok=True)
+        return len(index.files)
+
+    def _write(self, key: str, dataset: str, items: list[dict]) -> Path:
         from safetensors.numpy import save
 
-        folder = self.folder(key)
-        tensors: dict[str, np.ndarray] = {}
+        tensors = {}
         entries = []
-        for i, rec in enumerate(records):
-            item = {"sample": rec.sample, "fp": rec.fingerprint}
-            if isinstance(rec.result, Missing):
-                item["status"] = f"missing: {rec.result.reason}"
-            else:
-                value = rec.result.value
-                if isinstance(value, str):
-                    arr, item["kind"] = np.frombuffer(value.encode("utf-8"), dtype=np.uint8).copy(), "text"
-                else:
-                    arr, item["kind"] = np.ascontiguousarray(value, dtype=np.float32), "array"
-                name = f"t{i}"
-                tensors[name] = arr
-                item.update(status="ok", tensor=name, sha256=hashlib.sha256(arr.tobytes()).hexdigest())
-                if rec.result.crops:
-                    item["crops"] = {k: _write_crop(folder, rec.sample, rec.fingerprint, k, img) for k, img in rec.result.crops.items()}
+        for i, item in enumerate(items):
+            arr = item.pop("array", None)
+            if arr is not None:
+                item["tensor"] = f"t{i}"
+                tensors[item["tensor"]] = arr
             entries.append(item)
         blob = json.dumps(entries, ensure_ascii=False)
         meta = {"emotune_shard": SHARD_FORMAT, "entries": blob, "entries_sha256": hashlib.sha256(blob.encode()).hexdigest()}
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}.safetensors"
-        path = folder / "shards" / name
+        path = self.folder(key) / "shards" / dataset_dir(dataset) / name
         atomic_write(path, save(tensors, metadata=meta))
         return path
+
+
+def dataset_of(sample_key: str) -> str:
+    return sample_key.split("/", 1)[0]
+
+
+def dataset_dir(dataset: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset) or "_"
+
+
+def _item(sample: str, fingerprint: str, status: str, value, crops: dict[str, str]) -> dict:
+    """A shard index entry; the array to store rides along under "array" until the shard is written."""
+    item = {"sample": sample, "fp": fingerprint, "status": status}
+    if status == "ok":
+        if isinstance(value, str):
+            arr, item["kind"] = np.frombuffer(value.encode("utf-8"), dtype=np.uint8).copy(), "text"
+        else:
+            arr, item["kind"] = np.ascontiguousarray(value, dtype=np.float32), "array"
+        item.update(sha256=hashlib.sha256(arr.tobytes()).hexdigest(), array=arr)
+        if crops:
+            item["crops"] = dict(crops)
+    return item
 
 
 class ShardError(Exception):
@@ -184,7 +264,8 @@ def read_shard(path: Path, folder: Path) -> list[Entry]:
             if arr is None or hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != item["sha256"]:
                 raise ShardError(f"data checksum mismatch for {e.sample}")
             e.value = arr.tobytes().decode("utf-8") if item.get("kind") == "text" else arr
-            e.crops = {k: folder / v for k, v in item.get("crops", {}).items()}
+            e.crops_rel = dict(item.get("crops", {}))
+            e.crops = {k: folder / v for k, v in e.crops_rel.items()}
         entries.append(e)
     return entries
 

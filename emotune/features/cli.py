@@ -100,10 +100,15 @@ def render_coverage(report: dict, manifest_path, cache) -> str:
     for name, r in report.items():
         lines.append(f"{name:<24} {r['modality']:<8} {r['present']:>8} {r['total']:>6} {r['not_extracted']:>8}  "
                      f"{_missing_text(r['missing'])}")
+    # Per modality, over the samples that carry it: the least covered extractor of that modality.
     by_mod: dict[str, list] = {}
     for r in report.values():
-        by_mod.setdefault(r["modality"], []).append(r["present"] / max(1, r["total"]))
-    lines.append("per modality: " + ", ".join(f"{m} {min(v):.0%}" for m, v in sorted(by_mod.items())))
+        applicable = r["total"] - r["not_applicable"]
+        if applicable:
+            by_mod.setdefault(r["modality"], []).append((r["present"], applicable))
+    worst = {m: min(v, key=lambda pa: pa[0] / pa[1]) for m, v in sorted(by_mod.items())}
+    lines.append("per modality (samples that carry it): "
+                 + (", ".join(f"{m} {p}/{a} ({p / a:.0%})" for m, (p, a) in worst.items()) or "none"))
     return "\n".join(lines)
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Iterator
 
 from emotune.data.sample import Sample
+from emotune.errors import EmotuneError
 from emotune.features.base import Missing, Output, get_extractor
+from emotune.media.errors import MediaError
 
 
 @dataclasses.dataclass
@@ -61,14 +63,16 @@ def _compute(ex, sources) -> list:
     try:
         return ex.compute_batch(sources)
     except Exception:
-        if len(sources) == 1:
-            return [_one(ex, sources[0])]
-        return [_one(ex, src) for src in sources]  # isolate the sample that broke the batch
+        return [_one(ex, src) for src in sources]  # again one by one, to isolate the sample that broke the batch
 
 
 def _one(ex, src):
     try:
         return ex.compute_batch([src])[0]
+    except MediaError as exc:
+        return Missing(exc.reason)
+    except EmotuneError:
+        raise  # a problem with the setup (a model folder, a setting): every sample would fail the same way
     except Exception as exc:
         return Failure(f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}")
 

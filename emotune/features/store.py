@@ -54,6 +54,7 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
         raise EmotuneError(f"flush_every must be at least 1, got {flush_every}")
     cache = FeatureCache(default_cache_dir(cache_dir))
     samples, root = manifest.samples, manifest.root
+    datasets = {s.dataset for s in samples}
     order = _run_order(names, samples)
     stats: dict[str, dict] = {}
     plan: dict[str, set[int]] = {}
@@ -62,9 +63,10 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
         if ex.spec in stats:
             continue
         st = stats[ex.spec] = {"done": 0, "cached": 0, "missing": Counter(), "modality": ex.modality}
-        index = cache.scan(ex.key, repair=True)
+        index = cache.scan(ex.key, datasets, repair=True)
         for path, why in index.corrupt:
             log(f"warning: deleted corrupt cache shard {path} ({why}); its samples will be extracted again")
+        cache.compact(ex.key, index)
         cache.write_info(ex.key, ex.info())
         todo = plan.setdefault(ex.spec, set())
         for i, s in enumerate(samples):
@@ -150,7 +152,10 @@ def load_face_crops(manifest: Manifest, cache_dir: Path | None = None, spec: str
 
 
 def coverage(manifest: Manifest, names: list[str], cache_dir: Path | None = None) -> dict[str, dict]:
-    """Per extractor: how many samples have a current result, which are missing and why, which were never run."""
+    """Per extractor: how many samples have a current result, which are missing and why, which were never run.
+
+    `not_applicable` counts the missing samples that have no input of this kind at all (an audio-only
+    sample for a face extractor); the rest of `missing` are inputs that could not be read."""
     cache = FeatureCache(default_cache_dir(cache_dir))
     transcripts = None
     report = {}
@@ -159,10 +164,11 @@ def coverage(manifest: Manifest, names: list[str], cache_dir: Path | None = None
         if ex.uses_transcripts and transcripts is None:
             transcripts = load_transcripts(manifest, cache_dir)
         row = {"modality": ex.modality, "key": ex.key, "total": len(manifest.samples), "present": 0,
-               "missing": Counter(), "not_extracted": 0}
+               "missing": Counter(), "not_extracted": 0, "not_applicable": 0}
         for s, e in _current(cache, ex, manifest, transcripts or {}, keep_missing=True):
-            if isinstance(e, Missing):
+            if isinstance(e, Missing):  # the sample has no input of this kind (no video, no text...)
                 row["missing"][e.reason] += 1
+                row["not_applicable"] += 1
             elif e is None:
                 row["not_extracted"] += 1
             elif e.ok:
@@ -176,7 +182,7 @@ def coverage(manifest: Manifest, names: list[str], cache_dir: Path | None = None
 
 def _current(cache: FeatureCache, ex: Extractor, manifest: Manifest, transcripts: dict[str, str], keep_missing: bool = False):
     """(sample, entry or None) for every sample that has this modality; with keep_missing also (sample, Missing)."""
-    index = cache.scan(ex.key)
+    index = cache.scan(ex.key, {s.dataset for s in manifest.samples})
     for path, why in index.corrupt:
         _stderr(f"warning: skipping corrupt cache shard {path} ({why}); `emotune features` will rebuild it")
     for s in manifest.samples:

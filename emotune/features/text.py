@@ -20,7 +20,7 @@ def text_source(sample: Sample, transcripts: dict[str, str], asr_fallback: bool)
     if text == PENDING:
         raise Pending()
     if text is None:
-        raise Missing("no transcript (run the asr extractor)")
+        raise Missing("no text and no ASR transcript")
     if not text.strip():
         raise Missing("empty ASR transcript")
     return Source.of_text(text)

@@ -12,7 +12,7 @@ import pytest
 
 from emotune.data.sample import Sample
 from emotune.features.base import get_extractor
-from emotune.features.cache import read_shard
+from emotune.features.cache import FeatureCache, read_shard
 from emotune.features.store import ensure_features, load_features
 
 from .conftest import make_manifest
@@ -21,8 +21,9 @@ NAMES = ["egemaps", "logmel"]
 
 
 def _shard_entries(cache: Path, name: str) -> dict[Path, set[str]]:
-    folder = cache / get_extractor(name).key
-    return {p: {e.sample for e in read_shard(p, folder)} for p in sorted((folder / "shards").glob("*.safetensors"))}
+    key = get_extractor(name).key
+    files = [p for p in FeatureCache(cache).shard_files(key) if p.suffix == ".safetensors" and not p.name.startswith(".tmp-")]
+    return {p: {e.sample for e in read_shard(p, cache / key)} for p in files}
 
 
 @pytest.mark.slow
@@ -38,7 +39,7 @@ def test_sigkill_then_resume(ravdess_root, tmp_path):
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if len(_shard_entries(cache, "egemaps")) >= 3 if (cache / get_extractor("egemaps").key / "shards").exists() else False:
+        if len(_shard_entries(cache, "egemaps")) >= 3:
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()[1].decode()[-500:]}"

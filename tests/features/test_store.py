@@ -49,7 +49,7 @@ def test_corrupt_shard_is_detected_and_rebuilt(media_dir, tmp_path, capsys):
     ensure_features(m, ["logmel"], cache, progress=False, flush_every=2)
     before = load_features(m, ["logmel"], cache)["logmel"]
     key = get_extractor("logmel").key
-    shards = sorted((cache / key / "shards").glob("*.safetensors"))
+    shards = FeatureCache(cache).shard_files(key)
     assert len(shards) == 2
     data = bytearray(shards[0].read_bytes())
     data[-5] ^= 0xFF  # flip bits inside the last tensor: the header still parses, the checksum must not
@@ -70,8 +70,9 @@ def test_truncated_shard_and_leftover_temp_file(media_dir, tmp_path):
     m = make_manifest(tmp_path / "m.jsonl", media_dir, [Sample(id="t", dataset="synthetic", audio="tone.wav")])
     cache = tmp_path / "cache"
     ensure_features(m, ["logmel"], cache, progress=False)
-    shard_dir = cache / get_extractor("logmel").key / "shards"
-    (shard := next(shard_dir.glob("*.safetensors"))).write_bytes(shard.read_bytes()[:100])
+    (shard,) = FeatureCache(cache).shard_files(get_extractor("logmel").key)
+    shard.write_bytes(shard.read_bytes()[:100])
+    shard_dir = shard.parent
     (shard_dir / ".tmp-123-abc-x.safetensors").write_bytes(b"half a file")  # a killed writer's leftover
     assert load_features(m, ["logmel"], cache)["logmel"] == {}
     assert ensure_features(m, ["logmel"], cache, progress=False, log=lambda msg: None)["logmel"]["done"] == 1
@@ -107,3 +108,39 @@ def test_specs_and_their_errors():
 def test_extract_one_names_the_problem(media_dir):
     with pytest.raises(EmotuneError, match="empty.wav: empty file"):
         extract_one("egemaps", Sample(id="e", dataset="x", audio="empty.wav"), media_dir)
+
+
+def test_worker_processes_give_the_same_cache(media_dir, tmp_path):
+    samples = [Sample(id=f"t{i}", dataset="synthetic", audio="tone.wav" if i % 3 else "tone44k.flac") for i in range(6)]
+    samples.append(Sample(id="e", dataset="synthetic", audio="empty.wav"))
+    m = make_manifest(tmp_path / "m.jsonl", media_dir, samples)
+    s2 = ensure_features(m, ["egemaps"], tmp_path / "two", workers=2, progress=False, flush_every=2)["egemaps"]
+    s1 = ensure_features(m, ["egemaps"], tmp_path / "one", workers=1, progress=False)["egemaps"]
+    assert s1 == s2 == {"done": 6, "cached": 0, "missing": {"empty file (0 bytes)": 1}, "modality": "audio"}
+    a, b = (load_features(m, ["egemaps"], tmp_path / d)["egemaps"] for d in ("one", "two"))
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert len(FeatureCache(tmp_path / "two").shard_files(get_extractor("egemaps").key)) == 4  # one per chunk of 2
+
+
+def test_datasets_apart_and_small_shards_merged(media_dir, tmp_path, monkeypatch):
+    import emotune.features.cache as cache_mod
+
+    key = get_extractor("logmel").key
+    cache = tmp_path / "cache"
+    a = make_manifest(tmp_path / "a.jsonl", media_dir, [Sample(id=f"a{i}", dataset="alpha", audio="tone.wav") for i in range(5)]
+                      + [Sample(id="gone", dataset="alpha", audio="gone.wav")])
+    b = make_manifest(tmp_path / "b.jsonl", media_dir, [Sample(id="b0", dataset="beta", audio="tone.wav")])
+    ensure_features(a, ["logmel"], cache, progress=False, flush_every=1)
+    ensure_features(b, ["logmel"], cache, progress=False)
+    fc = FeatureCache(cache)
+    assert len(fc.shard_files(key, {"alpha"})) == 6 and len(fc.shard_files(key, {"beta"})) == 1
+    before = load_features(a, ["logmel"], cache)["logmel"]
+
+    monkeypatch.setattr(cache_mod, "COMPACT_AT", 3)
+    assert ensure_features(a, ["logmel"], cache, progress=False)["logmel"]["cached"] == 5
+    assert len(fc.shard_files(key, {"alpha"})) == 1 and len(fc.shard_files(key, {"beta"})) == 1
+    after = load_features(a, ["logmel"], cache)["logmel"]
+    assert sorted(after) == sorted(before) and all(np.array_equal(after[k], before[k]) for k in before)
+    again = ensure_features(a, ["logmel"], cache, progress=False)["logmel"]
+    assert again["done"] == 0 and again["missing"] == {"file not found": 1}  # the recorded miss survived the merge
+    assert "b0" in load_features(b, ["logmel"], cache)["logmel"]
