@@ -154,7 +154,7 @@ def build_model(cfg: Config, label_names: list[str], shapes: dict[str, tuple]):
     if cfg.model.kind == "emotion_lm":
         return cls(label_names, list(cfg.model.inputs), shapes, cfg.model.lm, cfg.train, target=cfg.data.target, seed=cfg.seed)
     return cls(label_names, list(cfg.model.inputs), cfg.model.baseline, target=cfg.data.target,
-               imbalance=cfg.train.imbalance, seed=cfg.seed)
+               imbalance=cfg.train.imbalance, seed=cfg.seed, focal_gamma=cfg.train.focal_gamma)
 
 
 def load_model(cfg: Config, run_dir: Path):
@@ -178,9 +178,11 @@ def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score
         parse = parse_labels if multi else parse_label
         preds = [parse(t, labels) for t in texts]
         # Generation gives no class scores: the writer scores the parsed answers, invalid ones counted.
-        return write_evaluation(out_dir, ex.ids, ex.label_names, None, gold=gold, raw_text=texts, preds=preds, multi=multi)
+        return write_evaluation(out_dir, ex.ids, ex.label_names, None, gold=gold, raw_text=texts, preds=preds,
+                                multi=multi, ece_bins=cfg.eval.ece_bins)
     probs = model.predict_proba(ex)
-    return write_evaluation(out_dir, ex.ids, ex.label_names, probs, gold=gold, multi=multi, thresholds=thresholds)
+    return write_evaluation(out_dir, ex.ids, ex.label_names, probs, gold=gold, multi=multi, thresholds=thresholds,
+                            ece_bins=cfg.eval.ece_bins)
 
 
 def multi_label_thresholds(cfg: Config, model, val: Examples, run_dir: Path):
@@ -191,7 +193,8 @@ def multi_label_thresholds(cfg: Config, model, val: Examples, run_dir: Path):
     if not path.exists():
         from emotune.evaluate.metrics import choose_thresholds
 
-        thr = choose_thresholds(val.y_multi, model.predict_proba(val), policy=cfg.eval.threshold_policy)
+        thr = choose_thresholds(val.y_multi, model.predict_proba(val), policy=cfg.eval.threshold_policy,
+                                default=cfg.eval.threshold)
         path.write_text(json.dumps(np.asarray(thr, dtype=float).tolist()))
     return np.asarray(json.loads(path.read_text()), dtype=float)
 

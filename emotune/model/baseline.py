@@ -30,6 +30,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from emotune.data.examples import Examples
+from emotune.model.base import state_hash
 from emotune.errors import EmotuneError
 from emotune.evaluate.metrics import average_precision_per_label, classification_metrics
 from emotune.model.baseline_config import BaselineConfig
@@ -456,6 +457,7 @@ class MLPBaseline(_Baseline):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = _mlp(X.shape[1], cfg.hidden, cfg.dropout, len(self.label_names))
+            self.init_hash = state_hash(net)  # same seed → same start on every fold (checked by cv tests)
             opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             gen = torch.Generator().manual_seed(self.seed)
             sampler = balanced_sampler(T, seed=self.seed) if self.imbalance == "balanced_sampler" else None
