@@ -100,7 +100,8 @@ def update_markdown(path: Path, result: dict) -> None:
              f"OMP_NUM_THREADS={result['omp_num_threads']}; 1-minute load average before the cold runs "
              f"{result['load_average'].get('cold')}, before the warm runs {result['load_average'].get('warm')} "
              "(other jobs shared the cores, so cold rates are lower than on an idle machine). "
-             "Cold = fresh cache, model load excluded (shown apart); warm = everything cached, the whole manifest checked.", "",
+             "Cold = fresh cache, model load excluded (shown apart); warm = everything cached, the whole manifest checked. "
+             "Each cold row runs alone; asked together, whisper and whisper_seq share one encoder pass per clip.", "",
              "| extractor | cold clips/s | cold clips | model load + 1st clip (s) | warm clips/s | warm: computed | load_features (s) |",
              "|---|---|---|---|---|---|---|"]
     for name in result["extractors"]:
