@@ -10,10 +10,11 @@ import sys
 def register(sub) -> None:
     p = sub.add_parser(
         "features", help="extract features of a manifest into the cache (or --check coverage)",
-        description="Run feature extractors over a manifest; only what the cache lacks is computed. "
-                    "Give a recipe (CONFIG [key=value ...]: reads data.manifest and features.*) or "
-                    "--manifest and --extractors. Extractor specs: egemaps, logmel, whisper, whisper_seq(k=8), "
-                    "asr, minilm, fer, hf:<model id or path>.",
+        description="Run feature extractors over a manifest; only what the cache lacks is computed.\n"
+                    "Give a recipe (CONFIG [key=value ...]: reads data.manifest and features.*)\n"
+                    "or --manifest and --extractors. Extractor specs take settings inline:\n"
+                    "  egemaps, logmel, whisper, whisper_seq(k=8), asr, minilm, fer(frames=16), hf:<model id or path>\n"
+                    "Unreadable media are recorded as missing with a reason and the run goes on.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  emotune features configs/ravdess.yaml\n"
@@ -125,8 +126,9 @@ def _list() -> int:
         except Exception as exc:  # a broken optional dependency must not hide the others
             print(f"{name:<14} unavailable: {exc}", file=sys.stderr)
             continue
-        settings = ", ".join(f"{k}={v}" for k, v in info["settings"].items()) or "no settings"
-        print(f"{name:<14} {info['modality']:<6} shape {str(tuple(info['shape'])):<10} v{info['version']}  {settings}")
+        settings = ", ".join(f"{k}={v if v != '' else '(bundled)'}" for k, v in info["settings"].items()) or "no settings"
+        shape = str(tuple(info["shape"])) if info["shape"] else "text"
+        print(f"{name:<14} {info['modality']:<6} shape {shape:<10} v{info['version']}  {settings}")
     return 0
 
 
