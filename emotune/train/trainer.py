@@ -11,8 +11,9 @@ draws (a generator passed to the task), and LoRA dropout (the global torch RNG, 
 micro-batch). A checkpoint therefore only needs the weights, the optimizer, the scheduler and the
 position; a resumed run takes the same steps as an uninterrupted one.
 
-With several processes each takes every `world`-th sample of a global micro-batch; validation runs
-on every process (no communication needed, identical results).
+With several processes (`torchrun --nproc_per_node N` or `accelerate launch` on GPUs) each takes every
+`world`-th sample of a global micro-batch; `batch_size` is per process. Validation runs on every
+process (no communication needed, identical results); only the main process writes files.
 """
 
 from __future__ import annotations

@@ -122,3 +122,17 @@ def test_checkpoint_roundtrip_and_half_written_folders_are_ignored(tmp_path):
     for key in ("exp_avg", "exp_avg_sq", "step"):
         assert torch.equal(fresh.state_dict()["state"][0][key], opt.state_dict()["state"][0][key])
     assert checkpoint.load_latest(tmp_path / "none") is None
+
+
+@pytest.mark.slow
+def test_two_processes_share_each_batch(tiny_dir, tmp_path):
+    """The same trainer under torch.distributed (gloo on CPU): each process takes half of every
+    micro-batch, so an epoch has half the optimizer steps; only the main process writes checkpoints."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "tests.train.tiny_run", str(tiny_dir), str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["history"]["steps"] == 9  # 3 epochs x ceil(96 / (8 x 2) / 2)
+    assert (tmp_path / "model" / "checkpoints" / "latest").read_text().strip() == "step-000009"
