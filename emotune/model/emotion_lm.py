@@ -380,6 +380,8 @@ class EmotionLM:
             want = self.feature_shapes[name]
             if a.ndim != len(want) or a.shape[-1] != want[-1] or (a.ndim == 2 and a.shape[0] == 0):
                 raise EmotuneError(f"sample {ex.ids[i]}: feature '{name}' has shape {a.shape}, the model expects {want}")
+            if not np.isfinite(a).all():
+                raise EmotuneError(f"sample {ex.ids[i]}: feature '{name}' holds NaN or infinite values")
             out[name] = a
         return out
 
