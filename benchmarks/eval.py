@@ -121,7 +121,8 @@ def markdown(r: dict) -> list[str]:
         f"{r['agreement_where_generation_answers']:.0%} of the samples generation answered validly. Scoring runs the shared "
         "prompt prefix once per batch and reads every label at the last prompt position; generation runs each full prompt "
         "and then one decoding step per token. With answers of one label word plus the end-of-turn token (what a trained "
-        "model writes) the prompt dominates both, which bounds the gap; longer answers (reasoning) widen it.",
+        "model writes) the prompt dominates both, which bounds the gap; longer answers (reasoning) widen it. "
+        "A 10x gap would need generation to do ~10x the work of scoring, i.e. answers of a dozen tokens or more.",
     ]
 
 

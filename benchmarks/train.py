@@ -83,6 +83,10 @@ def markdown(out: dict) -> list[str]:
         "autocast (no per-step casts); a closed-set head over the label tokens instead of the 49k-word vocabulary; "
         "plain matmul attention on CPU (the fused SDPA backward cost ~20% of a step at these lengths). The HF Trainer "
         "path computes the whole prompt per sample and the full-vocabulary head at every position.",
+        *([] if m["torch_threads"] > 1 else [
+            "", "One thread because other jobs held both cores: two OpenMP threads then wait on each other at every "
+            "barrier (a 325k-element multiply took 16 ms instead of 0.2 ms), which no longer measures the code. On an "
+            "idle machine run it without OMP_NUM_THREADS to use both cores."]),
     ]
 
 
