@@ -59,6 +59,7 @@ def test_folds_independent_and_leak_free(tmp_path, corpus):
     assert "confusion" in md.read_text() and page.read_text().count("data:image/png;base64") >= 2
 
 
+@pytest.mark.faults
 def test_cv_resumes_after_kill(tmp_path, corpus):
     config, overrides = recipe(tmp_path, corpus)
     cmd = [sys.executable, "-m", "emotune.cli", "cv", config, *overrides]

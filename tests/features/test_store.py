@@ -43,6 +43,7 @@ def test_missing_media_is_recorded_not_fatal(media_dir, tmp_path):
     assert report["present"] == 3 and report["not_extracted"] == 0 and sum(report["missing"].values()) == 3
 
 
+@pytest.mark.faults
 def test_corrupt_shard_is_detected_and_rebuilt(media_dir, tmp_path, capsys):
     m = make_manifest(tmp_path / "m.jsonl", media_dir, [Sample(id=f"t{i}", dataset="synthetic", audio="tone.wav") for i in range(3)])
     cache = tmp_path / "cache"
@@ -66,6 +67,7 @@ def test_corrupt_shard_is_detected_and_rebuilt(media_dir, tmp_path, capsys):
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.faults
 def test_truncated_shard_and_leftover_temp_file(media_dir, tmp_path):
     m = make_manifest(tmp_path / "m.jsonl", media_dir, [Sample(id="t", dataset="synthetic", audio="tone.wav")])
     cache = tmp_path / "cache"

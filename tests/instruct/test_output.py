@@ -11,6 +11,7 @@ from emotune.instruct.config import load_instruct_config
 from emotune.instruct.generate import JsonlAppender
 
 
+@pytest.mark.faults
 def test_appender_repairs_a_torn_last_line_and_refuses_duplicates(tmp_path):
     path = tmp_path / "out.jsonl"
     w = JsonlAppender(path)
