@@ -45,8 +45,9 @@ def run_folds(config: str, overrides: list[str], cfg: Config, out_dir: Path, job
         log(f"{len(todo) - len(pending)} of {len(todo)} fold(s) already done: skipped")
     env = dict(os.environ)
     # Parallel folds share the cores: give each its slice instead of oversubscribing (15-100x slower).
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), EMOTUNE_THREADS=str(threads))
+    # An explicit OMP_NUM_THREADS (e.g. 1 on a machine shared with other jobs) is respected.
+    threads = env.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
 
     def one(item):
         k, fold, d = item
