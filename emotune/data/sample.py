@@ -133,8 +133,12 @@ def read_manifest(path: str | Path) -> Manifest:
         raise EmotuneError(f"manifest not found: {path} (make one with `emotune prepare`)")
     samples: list[Sample] = []
     header = None
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EmotuneError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:

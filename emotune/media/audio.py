@@ -44,7 +44,26 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile reports every broken header as a generic error
         raise MediaError(path, f"unreadable audio ({first_line(exc, path)})") from None
+    if _wav_cut_short(path):
+        raise MediaError(path, TRUNCATED)
     return audio.mean(axis=1), int(sr)
+
+
+def _wav_cut_short(path: Path) -> bool:
+    """A WAV whose data chunk declares more bytes than the file holds: a partial copy. libsndfile reads
+    what is there without a word, so compare the header with the file size."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        while len(chunk := f.read(8)) == 8:
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                # Writers that stream to a pipe put a placeholder (0 or ~4 GB) here: no length is declared.
+                declared = 0 < size < 0x7F000000
+                return declared and path.stat().st_size - f.tell() < TRUNCATED_FRACTION * size
+            f.seek(size + (size & 1), 1)
+    return False
 
 
 def _read_av(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:

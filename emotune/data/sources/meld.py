@@ -32,6 +32,11 @@ def read(root: Path, options: dict) -> Iterator[Row | Problem]:
         if not path.exists():
             continue
         found = True
+        try:
+            path.read_text(encoding="utf-8")  # checked whole first: a bad byte mid-file must not cut the split short
+        except UnicodeDecodeError as exc:
+            yield Problem(str(path), None, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the CSV as UTF-8")
+            continue
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]

@@ -148,19 +148,22 @@ def read_transcript(root: Path, options: dict) -> tuple[dict[str, str], list[Pro
         if not path.is_file():
             problems.append(Problem(str(path), None, "transcript file not found"))
             continue
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
-            wanted = options.get("text_column")
-            text_col = wanted if wanted else next((c for c in TEXT_COLUMNS if c in columns), None)
-            missing = [c for c in ("name", text_col or "sentence") if c not in columns]
-            if missing:
-                # A CSV found by search may be something else (a label table): only a named one must fit.
-                if options.get("transcript"):
-                    problems.append(Problem(str(path), 1, f"missing column(s): {', '.join(missing)}"))
-                continue
-            for row in reader:
-                texts[row["name"].strip()] = (row[text_col] or "").strip()
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                reader = csv.DictReader(f)
+                columns = reader.fieldnames or []
+                wanted = options.get("text_column")
+                text_col = wanted if wanted else next((c for c in TEXT_COLUMNS if c in columns), None)
+                missing = [c for c in ("name", text_col or "sentence") if c not in columns]
+                if missing:
+                    # A CSV found by search may be something else (a label table): only a named one must fit.
+                    if options.get("transcript"):
+                        problems.append(Problem(str(path), 1, f"missing column(s): {', '.join(missing)}"))
+                    continue
+                for row in reader:
+                    texts[row["name"].strip()] = (row[text_col] or "").strip()
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(str(path), None, f"not UTF-8 text ({exc.reason}); save the transcript as UTF-8"))
     return texts, problems
 
 
