@@ -13,7 +13,9 @@ class DataConfig:
     manifest: str = "runs/manifests/${dataset}.jsonl"  # written by prepare, read by every later stage
     label_set: Optional[str] = None  # defaults to the adapter's own label set
     subset: str = "all"  # a named subset of the label set (e.g. iemocap4)
-    target: Literal["single", "multi", "soft"] = "single"
+    # reasoning: the LM learns to write the reasoning of `instructions` (emotune instruct) and then the label
+    target: Literal["single", "multi", "soft", "reasoning"] = "single"
+    instructions: Optional[str] = None  # instruction JSONL whose reasoning records are the reasoning targets
     protocol: Literal["group_kfold", "logo", "official", "stratified_kfold"] = "group_kfold"
     folds: int = 6  # for group_kfold / stratified_kfold
     val_groups: int = 1  # groups carved from the training side for validation (never from test)

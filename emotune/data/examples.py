@@ -26,6 +26,7 @@ class Examples:
     y_multi: np.ndarray  # [N, C] 0/1 multi-label targets
     y_soft: np.ndarray  # [N, C] soft targets, rows sum to 1 (one-hot when no votes)
     groups: list[Optional[str]] = dataclasses.field(default_factory=list)
+    reasoning: Optional[list[str]] = None  # reasoning text per sample (target "reasoning"), "" when none
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -35,7 +36,7 @@ class Examples:
         pick = lambda xs: [xs[i] for i in idx]
         return Examples(pick(self.ids), self.label_names, {k: pick(v) for k, v in self.features.items()},
                         pick(self.texts), pick(self.context), self.y[idx], self.y_multi[idx], self.y_soft[idx],
-                        pick(self.groups) if self.groups else [])
+                        pick(self.groups) if self.groups else [], pick(self.reasoning) if self.reasoning else None)
 
     def present(self, name: str) -> np.ndarray:
         """[N] bool: which samples have feature `name`."""
@@ -60,8 +61,10 @@ def dialogue_context(samples: list[Sample], turns: int) -> dict[str, list[str]]:
 
 
 def build_examples(samples: list[Sample], ids: list[str], labels: LabelSet,
-                   features: dict[str, dict[str, np.ndarray]], context_turns: int = 0) -> Examples:
-    """`features[name][id]` is the cached array of extractor `name` for sample `id` (absent = missing)."""
+                   features: dict[str, dict[str, np.ndarray]], context_turns: int = 0,
+                   reasoning: Optional[dict[str, str]] = None) -> Examples:
+    """`features[name][id]` is the cached array of extractor `name` for sample `id` (absent = missing);
+    `reasoning[id]` the reasoning text of a sample (instruction data), for the reasoning target."""
     by_id = {s.id: s for s in samples}
     context = dialogue_context(samples, context_turns)
     C = len(labels)
@@ -86,4 +89,5 @@ def build_examples(samples: list[Sample], ids: list[str], labels: LabelSet,
         features={name: [col.get(i) for i in ids] for name, col in features.items()},
         texts=[by_id[i].text or "" for i in ids], context=[context.get(i, []) for i in ids],
         y=y, y_multi=y_multi, y_soft=y_soft, groups=[by_id[i].group for i in ids],
+        reasoning=[reasoning.get(i, "") for i in ids] if reasoning is not None else None,
     )

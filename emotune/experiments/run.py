@@ -87,7 +87,7 @@ def keep_labelled(cfg: Config, manifest: Manifest, labels) -> tuple[list, int]:
     """Samples that have a target under this config's label subset and target kind; the rest are counted."""
     kept, dropped = [], 0
     for s in manifest.samples:
-        if cfg.data.target == "single":
+        if cfg.data.target in ("single", "reasoning"):
             ok = labels.to_subset(s.label) is not None
         else:
             ok = bool(labels.map_many(s.labels or ([s.label] if s.label else [])))
@@ -133,8 +133,38 @@ def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -
     label_of = {s.id: s.label or (s.labels[0] if s.labels else None) for s in samples}
     limits = (cfg.data.max_train, cfg.data.max_eval, cfg.data.max_eval)
     sides = [subsample(ids, n, label_of, cfg.seed) if n else ids for ids, n in zip(sides, limits)]
-    built = [build_examples(samples, ids, labels, feats, cfg.data.context_turns) for ids in sides]
+    reasoning = None
+    if cfg.data.target == "reasoning":
+        reasoning = read_reasoning(cfg)
+        # Training needs a reasoning text; validation/test are scored on their labels.
+        sides[0] = [i for i in sides[0] if reasoning.get(i)]
+        if not sides[0]:
+            raise EmotuneError(f"{cfg.data.instructions}: no reasoning record matches a training sample of this fold")
+    built = [build_examples(samples, ids, labels, feats, cfg.data.context_turns, reasoning) for ids in sides]
     return FoldData(fold, *built)
+
+
+def read_reasoning(cfg: Config) -> dict[str, str]:
+    """sample id → the reasoning answer written by `emotune instruct` (its last assistant turn)."""
+    if not cfg.data.instructions:
+        raise EmotuneError("data.target=reasoning needs data.instructions (a JSONL written by `emotune instruct`)")
+    path = Path(cfg.data.instructions)
+    if not path.exists():
+        raise EmotuneError(f"instruction file not found: {path}")
+    out: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EmotuneError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if rec.get("kind") != "reasoning":
+            continue
+        answers = [t.get("value", "") for t in rec.get("conversations", []) if t.get("from") == "gpt"]
+        if answers and rec.get("sample_id"):
+            out[rec["sample_id"]] = answers[-1]
+    return out
 
 
 def feature_shapes(feats: dict[str, dict[str, np.ndarray]]) -> dict[str, tuple]:
