@@ -184,17 +184,22 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a recipe and apply `key=value` overrides; validate everything against the schema."""
+def load_recipe(schema, path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()):
+    """Load a YAML recipe into the dataclass `schema`, apply `key=value` overrides, validate everything."""
     raw = read_yaml(Path(path)) if path else {}
     where = str(path) if path else "defaults"
     # Validate the file on its own first so an error in the file names the file.
-    build_dataclass(Config, raw, "", where)
+    build_dataclass(schema, raw, "", where)
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(raw, key, value)
-        build_dataclass(Config, raw, "", "command line")
-    cfg = build_dataclass(Config, raw, "", where)
+        build_dataclass(schema, raw, "", "command line")
+    return build_dataclass(schema, raw, "", where)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a training/experiment recipe (the `Config` schema)."""
+    cfg = load_recipe(Config, path, overrides)
     cfg.source = str(path or "")
     cfg.overrides = list(overrides)
     return cfg

@@ -52,11 +52,18 @@ def test_roundtrip(tmp_path):
 def test_every_recipe_loads():
     from pathlib import Path
 
+    from emotune.experiments.ablate import load_grid
+    from emotune.instruct.config import load_instruct_config
+
     recipes = sorted(Path("configs").rglob("*.yaml"))
+    assert len(recipes) > 10
     for r in recipes:
         if r.parent.name == "ablations":
-            continue  # grids have their own schema (tested with experiments)
-        load_config(r)
+            load_grid(r)  # also checks every setting against the recipe schema
+        elif r.stem.startswith("instruct"):
+            load_instruct_config(r)
+        else:
+            load_config(r)
 
 
 def test_cli_error_is_one_line(tmp_path):

@@ -123,7 +123,9 @@ class FoldData:
 
 def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -> FoldData:
     labels = label_set_for(cfg, manifest)
-    samples, _ = keep_labelled(cfg, manifest, labels)
+    samples, dropped = keep_labelled(cfg, manifest, labels)
+    if dropped:
+        log(f"{dropped} sample(s) have no {cfg.data.target} target in label set {labels.name}/{labels.subset}: left out")
     if transcripts:
         for s in samples:
             if not s.text and transcripts.get(s.id):

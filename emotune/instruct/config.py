@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal, Optional
 
-from emotune.config import ConfigError, build_dataclass, parse_override, read_yaml
+from emotune.config import ConfigError, load_recipe
 from emotune.data.config import DataConfig
 from emotune.features.config import FeaturesConfig
 
@@ -84,25 +84,9 @@ class InstructRecipe:
     instruct: InstructConfig = dataclasses.field(default_factory=InstructConfig)
 
 
-def _set_dotted(tree: dict, dotted: str, value) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        if not isinstance(node.get(p), dict):
-            node[p] = {}
-        node = node[p]
-    node[parts[-1]] = value
-
-
 def load_instruct_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> InstructRecipe:
     """Read an instruct recipe and apply `key=value` overrides; unknown keys and bad types are one-line errors."""
-    raw = read_yaml(Path(path))
-    build_dataclass(InstructRecipe, raw, "", str(path))  # errors in the file name the file
-    for item in overrides:
-        key, value = parse_override(item)
-        _set_dotted(raw, key, value)
-        build_dataclass(InstructRecipe, raw, "", "command line")
-    cfg = build_dataclass(InstructRecipe, raw, "", str(path))
+    cfg = load_recipe(InstructRecipe, path, overrides)
     ins = cfg.instruct
     if not ins.kinds:
         raise ConfigError(f"instruct.kinds: name at least one of {', '.join(KINDS)} ({path})")
