@@ -144,6 +144,11 @@ def ablate(grid_path: str, jobs: int = 1, root: str = "runs/ablations", extra: l
         log(f"setting {i}/{len(grid.settings)} '{setting}': {' '.join(ov) or '(base)'}")
         fold_dirs = run_folds(grid.base, overrides, cfg, out / setting, jobs=jobs, fold_indices=grid.folds)
         for variant, vov in grid.eval_variants.items():
+            vcfg = load_config(grid.base, [*overrides, *vov])
+            absent = set(vcfg.eval.drop_inputs) - set(vcfg.model.inputs)
+            if absent:  # e.g. "text missing at test time" for a run trained without text
+                log(f"  variant '{variant}' does not apply to '{setting}' (no input {', '.join(sorted(absent))}): skipped")
+                continue
             for d in fold_dirs:
                 if not (d / f"eval_test_{variant}" / "metrics.json").exists():
                     eval_run(str(d), "test", "score", vov, out_name=f"eval_test_{variant}")
