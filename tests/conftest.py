@@ -51,3 +51,15 @@ def emotune_cache(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("emotune_cache")
     os.environ["EMOTUNE_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_restored():
+    """A test (or library code) that switches autograd off globally would break every later training test."""
+    import sys
+
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("autograd was left disabled globally (use `with torch.no_grad()` instead)")

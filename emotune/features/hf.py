@@ -147,13 +147,14 @@ class HuggingFace(Extractor):
                 self._processor = tf.AutoImageProcessor.from_pretrained(path)
             else:
                 self._processor = tf.AutoTokenizer.from_pretrained(path)
-            torch.set_grad_enabled(False)
         return self._model, self._processor
 
     def _hidden(self, inputs) -> tuple[np.ndarray, np.ndarray | None]:
-        """(batch, time, d) hidden states of the chosen layer, and the attention mask when there is one."""
+        import torch
+
         model, _ = self.load()
-        out = model(**inputs, output_hidden_states=True)
+        with torch.no_grad():  # never a global switch: it would leak into training in the same process
+            out = model(**inputs, output_hidden_states=True)
         states = out.hidden_states[self.settings["layer"]] if out.hidden_states is not None else out.last_hidden_state
         mask = inputs.get("attention_mask")
         return states.float().numpy(), (mask.numpy() if mask is not None and mask.shape[:2] == states.shape[:2] else None)

@@ -56,7 +56,8 @@ def test_twenty_concurrent_requests_all_succeed(demo_server, serve_run):
         outs = list(pool.map(lambda kw: analyse(c, **kw), requests))
     raws = [check_output(o, labels) for o in outs]
     assert all("audio" in r["modalities"] for r in raws)
-    assert sum(r["transcript_source"] == "asr" for r in raws) == 8
+    # Whisper fills the transcript exactly where none was given: 8 RAVDESS clips + MER clips without a subtitle.
+    assert sum(r["transcript_source"] == "asr" for r in raws) == sum(not kw.get("text") for kw in requests)
     faces = [o[2] for o in outs[16:]]
     assert sum(bool(f) for f in faces) >= 3  # the detected face comes back as an image for the videos
     assert demo_server["proc"].poll() is None
