@@ -16,6 +16,7 @@ from pathlib import Path
 
 from emotune.config import cache_home
 from emotune.errors import EmotuneError
+from emotune.process import pid_alive
 
 DEFAULT_BACKBONE = "smollm2-135m-instruct"
 
@@ -49,21 +50,11 @@ def converted_dir(name: str) -> Path:
     return cache_home() / "backbones" / name
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_temps(parent: Path, name: str) -> None:
     """Delete half-written conversions (~0.5 GB each) left by processes that were killed."""
     for tmp in parent.glob(f".{name}-*-*"):
         pid = tmp.name[len(name) + 2:].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -182,6 +182,16 @@ class _Baseline:
         self.encoder = FeatureInput(self.inputs, cfg.pool)
         self.history: dict = {}
 
+    def _training_side(self, train: Examples, val: Examples) -> tuple[Examples, np.ndarray]:
+        """Check both sides' labels; keep the training samples that have a target of this kind."""
+        self._check_labels(train, "training")
+        self._check_labels(val, "validation")
+        T, keep = _targets(train, self.target)
+        train, T = train.subset(np.flatnonzero(keep)), T[keep]
+        if len(train) == 0:
+            raise EmotuneError(f"no training sample has a {self.target} target")
+        return train, T
+
     def _check_labels(self, ex: Examples, what: str) -> None:
         if list(ex.label_names) != self.label_names:
             raise EmotuneError(f"{what} examples have labels {ex.label_names}, the model {self.label_names}")
@@ -335,12 +345,7 @@ class LogisticBaseline(_Baseline):
             return self._fit(train, val)
 
     def _fit(self, train: Examples, val: Examples) -> dict:
-        self._check_labels(train, "training")
-        self._check_labels(val, "validation")
-        T, keep = _targets(train, self.target)
-        train, T = train.subset(np.flatnonzero(keep)), T[keep]
-        if len(train) == 0:
-            raise EmotuneError(f"no training sample has a {self.target} target")
+        train, T = self._training_side(train, val)
         T_val, keep_val = _targets(val, self.target)
         val = val.subset(np.flatnonzero(keep_val))
         pool, splits, how = _inner_splits(train, val, self.cfg.inner_folds, self.seed)
@@ -423,12 +428,7 @@ class MLPBaseline(_Baseline):
     def fit(self, train: Examples, val: Examples, out_dir: Optional[Path] = None) -> dict:
         import torch
 
-        self._check_labels(train, "training")
-        self._check_labels(val, "validation")
-        T, keep = _targets(train, self.target)
-        train, T = train.subset(np.flatnonzero(keep)), T[keep]
-        if len(train) == 0:
-            raise EmotuneError(f"no training sample has a {self.target} target")
+        train, T = self._training_side(train, val)
         self.encoder.fit(train)
         X = torch.from_numpy(self.encoder.transform(train))
         Tt = torch.as_tensor(T, dtype=torch.long if self.target == "single" else torch.float32)

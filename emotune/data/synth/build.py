@@ -35,6 +35,7 @@ import yaml
 from emotune.config import cache_home
 from emotune.data.synth.speak import Prosody, espeak_version, plain_text, synthesize
 from emotune.errors import EmotuneError
+from emotune.process import pid_alive
 
 HERE = Path(__file__).parent
 GENERATOR_VERSION = 1  # bump when the code changes what it writes, so caches regenerate
@@ -187,16 +188,6 @@ def is_current(root: Path, digest: str) -> bool:
     return True
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_leftovers(out_dir: Path) -> None:
     """Temp folders of generations that were killed (their process is gone)."""
     for p in out_dir.parent.glob(f".{out_dir.name}.*-*"):
@@ -204,7 +195,7 @@ def _remove_leftovers(out_dir: Path) -> None:
             pid = int(p.name.rsplit("-", 2)[-2])
         except ValueError:
             continue
-        if p.is_dir() and not _pid_alive(pid):
+        if p.is_dir() and not pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
 
 
