@@ -1,4 +1,4 @@
-"""Small process helpers shared by the caches that publish folders atomically."""
+"""Small process helpers: liveness for the caches that publish folders atomically, and rank."""
 
 from __future__ import annotations
 
@@ -14,3 +14,9 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of `accelerate launch` / `torchrun` (they set RANK): those train their
+    share and leave writing the run's files to rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -13,7 +13,8 @@ A grid is a YAML file (see configs/ablations/):
       without_audio: [eval.drop_inputs=[whisper_seq]]
     metrics: [ua, wa, macro_f1, weighted_f1]
 
-Every (setting, fold) is an independent `emotune train` run with DONE markers, so a rerun skips what is done.
+Every (setting, fold) is an independent `emotune train` run with DONE markers, so a rerun skips what is done;
+all of a grid's runs go to the executor together (`--jobs N` local processes, or one Ray task each).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Optional
 import numpy as np
 
 from emotune.config import ConfigError, build_dataclass, load_config, read_yaml
-from emotune.experiments.cv import run_folds
+from emotune.experiments.cv import fold_jobs
+from emotune.experiments.executor import ExecutorOptions, run_jobs
 from emotune.experiments.run import eval_run, log
 
 
@@ -130,7 +132,8 @@ def write_figure(grid: Grid, rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-def ablate(grid_path: str, jobs: int = 1, root: str = "runs/ablations", extra: list[str] = ()) -> Path:
+def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str = "runs/ablations",
+           extra: list[str] = ()) -> Path:
     """`emotune ablate GRID.yaml`: train every setting on every fold (skipping done ones), then tabulate."""
     grid = load_grid(grid_path)
     out = Path(root) / grid.name
@@ -138,11 +141,17 @@ def ablate(grid_path: str, jobs: int = 1, root: str = "runs/ablations", extra: l
     (out / "grid.yaml").write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
     (out / "command.txt").write_text(shlex.join(["emotune", "ablate", str(grid_path), *extra]) + "\n")
     t0 = time.time()
+    # Every (setting, fold) of the grid is one independent job: all of them go to the executor at once.
+    runs, jobs = {}, []
     for i, (setting, ov) in enumerate(grid.settings.items(), 1):
         overrides = [*grid.overrides, *ov, *extra]
         cfg = load_config(grid.base, overrides)
         log(f"setting {i}/{len(grid.settings)} '{setting}': {' '.join(ov) or '(base)'}")
-        fold_dirs = run_folds(grid.base, overrides, cfg, out / setting, jobs=jobs, fold_indices=grid.folds)
+        dirs, todo = fold_jobs(grid.base, overrides, cfg, out / setting, grid.folds, label=f"{setting}/")
+        runs[setting] = (overrides, dirs)
+        jobs += todo
+    run_jobs(jobs, opts, log=log)
+    for setting, (overrides, fold_dirs) in runs.items():
         for variant, vov in grid.eval_variants.items():
             vcfg = load_config(grid.base, [*overrides, *vov])
             absent = set(vcfg.eval.drop_inputs) - set(vcfg.model.inputs)

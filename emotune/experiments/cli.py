@@ -25,14 +25,14 @@ def register(sub) -> None:
                        description="Run every fold of the recipe's protocol (each from the same initial weights) and summarise.")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--jobs", type=int, default=1, help="folds trained in parallel")
+    add_executor_args(p)
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("ablate", help="run an ablation grid (settings x folds) into one table and figure",
                        description="Run a grid of config overrides over folds; skips what is done.")
     p.add_argument("grid", help="grid YAML (configs/ablations/...)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every setting (e.g. train.epochs=1)")
-    p.add_argument("--jobs", type=int, default=1)
+    add_executor_args(p)
     p.add_argument("--out", default="runs/ablations", help="parent folder of the grid's outputs")
     p.set_defaults(func=cmd_ablate)
 
@@ -48,6 +48,25 @@ def register(sub) -> None:
                        description="Write report.md and report.html (tables, confusion matrices, per-class charts, commands, configs).")
     p.add_argument("dir", help="a run, CV or ablation-grid directory")
     p.set_defaults(func=cmd_report)
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the runs execute")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: processes on this machine (default); ray: one Ray task per run (needs requirements-ray.txt)")
+    g.add_argument("--jobs", type=int, default=1, help="local: runs trained in parallel")
+    g.add_argument("--address", default=None,
+                   help="ray: cluster address (e.g. auto or ray://head:10001); default: a local cluster for this command")
+    g.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs each run requests (default 1)")
+    g.add_argument("--gpus-per-run", type=float, default=0.0, help="ray: GPUs each run requests (default 0)")
+    g.add_argument("--retries", type=int, default=1, help="ray: how often a failed run is tried again (default 1)")
+
+
+def executor_options(args: argparse.Namespace):
+    from emotune.experiments.executor import ExecutorOptions
+
+    return ExecutorOptions(kind=args.executor, jobs=args.jobs, address=args.address, cpus_per_run=args.cpus_per_run,
+                           gpus_per_run=args.gpus_per_run, retries=args.retries)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -71,14 +90,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from emotune.experiments.cv import cv
 
-    cv(args.config, args.overrides, jobs=args.jobs)
+    cv(args.config, args.overrides, executor_options(args))
     return 0
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from emotune.experiments.ablate import ablate
 
-    ablate(args.grid, jobs=args.jobs, root=args.out, extra=args.overrides)
+    ablate(args.grid, executor_options(args), root=args.out, extra=args.overrides)
     return 0
 
 

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from emotune.experiments.executor import ExecutorOptions
 from emotune.experiments.run import log
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
@@ -28,11 +29,12 @@ def quickstart(out: str = "runs/quickstart", lm_epochs: int | None = None, jobs:
     if lm_epochs is not None:
         base.append(f"train.epochs={lm_epochs}")
 
+    opts = ExecutorOptions(jobs=jobs)
     log("2/5 prepare + features, then 3/5 baseline CV (logistic regression on the same features)")
     baseline = cv(recipe, [*base, "name=baseline_lr", "model.kind=baseline_lr",
-                           "model.inputs=[egemaps,whisper_seq,minilm]"], jobs=jobs)
+                           "model.inputs=[egemaps,whisper_seq,minilm]"], opts)
     log("4/5 emotion LM CV (projectors + LoRA on SmolLM2-135M-Instruct, every fold from the same start)")
-    lm = cv(recipe, [*base, "name=emotion_lm"], jobs=jobs)
+    lm = cv(recipe, [*base, "name=emotion_lm"], opts)
 
     log("5/5 reports")
     md_b, _ = report(Path(out) / "baseline_lr")

@@ -31,6 +31,7 @@ from emotune.data.labels import load_label_set
 from emotune.data.sample import Manifest, read_manifest
 from emotune.data.splits import Fold, check_fold, make_folds
 from emotune.errors import EmotuneError
+from emotune.process import is_main_process
 
 
 def log(msg: str) -> None:
@@ -242,10 +243,12 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     feats, transcripts = inputs if inputs is not None else load_inputs(cfg, manifest)
     check_fold(fold, {s.id: s.group for s in manifest.samples} if cfg.data.protocol in ("logo", "group_kfold") else None)
     data = fold_data(cfg, manifest, fold, feats, transcripts)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    (run_dir / "command.txt").write_text((command or shlex.join(["emotune", *sys.argv[1:]])) + "\n")
-    (run_dir / "fold.json").write_text(fold.to_json())
+    main = is_main_process()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "command.txt").write_text((command or shlex.join(["emotune", *sys.argv[1:]])) + "\n")
+        (run_dir / "fold.json").write_text(fold.to_json())
     model = build_model(cfg, data.train.label_names, feature_shapes(feats) if feats else {})
     log(f"{fold.name}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} — {cfg.model.kind}")
     # Models whose weights exist before fit hash them now; those built inside fit (the MLP head, whose
@@ -253,6 +256,8 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     before = model.state_hash() if hasattr(model, "state_hash") else None
     t0 = time.time()
     history = model.fit(data.train, data.val, run_dir / "model")
+    if not main:  # under accelerate launch / torchrun: rank 0 saves and evaluates
+        return {}
     model.save(run_dir / "model")
     train_s = time.time() - t0
     # The models record a hash of their trainable weights as initialised, before the first step: equal

@@ -157,7 +157,10 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
 
         model.eval()
         metrics = task.validate()
-        record = {"epoch": epoch + 1, "step": progress["step"], "train_loss": float(np.mean(losses)) if losses else None,
+        train_loss = float(np.mean(losses)) if losses else None
+        if world > 1 and train_loss is not None:  # each process saw its share of every batch: report the mean
+            train_loss = float(acc.reduce(torch.tensor(train_loss, device=acc.device), reduction="mean"))
+        record = {"epoch": epoch + 1, "step": progress["step"], "train_loss": train_loss,
                   "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 2), **{f"val_{k}": v for k, v in metrics.items()}}
         progress["history"].append(record)
         value = metrics.get(task.monitor)

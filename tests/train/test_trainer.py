@@ -137,3 +137,31 @@ def test_two_processes_share_each_batch(tiny_dir, tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["history"]["steps"] == 9  # 3 epochs x ceil(96 / (8 x 2) / 2)
     assert (tmp_path / "model" / "checkpoints" / "latest").read_text().strip() == "step-000009"
+
+
+def _launch(cmd: list[str], cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes_equals_one(tiny_dir, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo) and 4 samples each gives the same training as one
+    process with 8: same losses (reduced across processes), same validation, same predictions. Tolerance
+    1e-4: the two runs add the same gradients in a different order (float32 rounding)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    _launch([sys.executable, "-m", "tests.train.tiny_run", str(tiny_dir), str(one), "--exact", "8"], ROOT)
+    accelerate = Path(sys.executable).with_name("accelerate")
+    # --multi_gpu is accelerate's name for its torchrun-based multi-process launcher; on a machine
+    # without GPUs the processes run on CPU with gloo.
+    _launch([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+             "-m", "tests.train.tiny_run", str(tiny_dir), str(two), "--exact", "4"], ROOT)
+    a, b = (json.loads((d / "result.json").read_text()) for d in (one, two))
+    assert a["history"]["steps"] == b["history"]["steps"] == 12  # 2 epochs x 96 / 8 per micro-batch / 2 accumulated
+    for ea, eb in zip(a["history"]["history"], b["history"]["history"]):
+        assert eb["train_loss"] == pytest.approx(ea["train_loss"], abs=1e-4)
+        assert eb["val_ua"] == pytest.approx(ea["val_ua"], abs=1e-6)
+    np.testing.assert_allclose(np.array(b["probs"]), np.array(a["probs"]), atol=1e-4)
+    assert (two / "model" / "checkpoints" / "latest").read_text().strip() == "step-000012"
