@@ -51,6 +51,22 @@ class Pending(Exception):
 PENDING = "\0pending"  # placeholder transcript while planning a run that also runs ASR
 
 
+_HASHES: dict[tuple, str] = {}
+
+
+def content_hash(path: Path) -> str:
+    """size + BLAKE2b of the bytes, remembered per (path, size, mtime) within a process."""
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    if memo not in _HASHES:
+        h = hashlib.blake2b(digest_size=12)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        _HASHES[memo] = f"{st.st_size}:{h.hexdigest()}"
+    return _HASHES[memo]
+
+
 @dataclasses.dataclass
 class Source:
     """What one extractor reads for one sample, and the fingerprint that says whether a cached result is current."""
@@ -61,9 +77,10 @@ class Source:
 
     @classmethod
     def of_file(cls, path: Path) -> "Source":
+        # The content, not the mtime: a dataset copied, re-mounted or re-extracted keeps its features
+        # (RAVDESS hashes in ~0.1 s); an edited file gets new ones.
         try:
-            st = path.stat()
-            fp = f"file:{st.st_size}:{st.st_mtime_ns}"
+            fp = f"file:{content_hash(path)}"
         except OSError:
             fp = "file:absent"  # a file that appears later has a new fingerprint, so it is retried then
         return cls(path=path, fingerprint=fp)

@@ -6,7 +6,7 @@
 
 A shard holds the results of a few dozen samples: one tensor per finished sample, plus a JSON index in
 the safetensors metadata with, per sample, its key (dataset/id), the fingerprint of what it was computed
-from (file size + mtime, or a hash of the text), its status ("ok" or "missing: <reason>") and the
+from (a hash of the file's bytes, or of the text), its status ("ok" or "missing: <reason>") and the
 SHA-256 of its tensor. Shards are written to a temporary name and renamed into place, so a killed run
 leaves whole shards or none; a shard whose bytes do not match its checksums is reported and, by
 `ensure_features`, deleted so its samples are computed again. Nothing is ever unpickled.

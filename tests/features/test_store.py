@@ -1,5 +1,6 @@
 """The cache: what is computed once, what is recorded as missing and why, corruption, settings as keys."""
 
+import os
 import shutil
 
 import numpy as np
@@ -35,7 +36,11 @@ def test_missing_media_is_recorded_not_fatal(media_dir, tmp_path):
     # Recorded failures are not retried while the file is unchanged...
     again = ensure_features(m, ["egemaps"], cache, progress=False)["egemaps"]
     assert again["done"] == 0 and again["cached"] == 2 and again["missing"] == s["missing"]
-    # ...and are retried once it changes (new size/mtime = new fingerprint).
+    # A dataset copied or re-mounted (same bytes, new mtimes) keeps its features.
+    os.utime(root / "tone.wav", ns=(1, 1))
+    touched = ensure_features(m, ["egemaps"], cache, progress=False)["egemaps"]
+    assert touched["done"] == 0 and touched["cached"] == 2
+    # ...failures are retried once the file changes (new content = new fingerprint).
     shutil.copy(root / "tone.wav", root / "empty.wav")
     fixed = ensure_features(m, ["egemaps"], cache, progress=False)["egemaps"]
     assert fixed["done"] == 1 and fixed["cached"] == 2 and "empty file (0 bytes)" not in fixed["missing"]
