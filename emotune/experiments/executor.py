@@ -52,6 +52,7 @@ def run_one(cmd: list[str], run_dir: str, env_overrides: dict[str, str], cwd: st
         logf.write(f"\n=== attempt at {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}\n".encode())
         logf.flush()
         rc = subprocess.run(cmd, env=env, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT).returncode
+        logf.write(f"=== exit {rc} after {time.time() - t0:.1f} s\n".encode())
     if rc != 0:
         raise RuntimeError(f"exit {rc}; see {d / 'train.log'}")
     return {"seconds": time.time() - t0, "node": os.uname().nodename}
