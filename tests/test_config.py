@@ -49,6 +49,15 @@ def test_roundtrip(tmp_path):
     assert again.train.epochs == 7
 
 
+def check_accelerate_config(path):
+    """configs/accelerate/ holds `accelerate launch --config_file` files, not emotune recipes."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    assert raw["distributed_type"] in {"MULTI_GPU", "MULTI_CPU", "FSDP", "DEEPSPEED"}, path
+    assert raw["num_processes"] == 8 * raw["num_machines"], path  # the examples are 8 GPUs per node
+
+
 def test_every_recipe_loads():
     from pathlib import Path
 
@@ -60,6 +69,8 @@ def test_every_recipe_loads():
     for r in recipes:
         if r.parent.name == "ablations":
             load_grid(r)  # also checks every setting against the recipe schema
+        elif r.parent.name == "accelerate":
+            check_accelerate_config(r)
         elif r.stem.startswith("instruct"):
             load_instruct_config(r)
         else:
