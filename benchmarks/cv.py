@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--warm-only", action="store_true")
     ap.add_argument("--cold-cache", type=Path,
                     help="an empty (or absent) folder to use as the cold cache and keep; default: a temporary one")
+    ap.add_argument("--run-dir", type=Path, help="keep the warm run here (for its report); default: a temporary folder")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     name = Path(args.config).stem
@@ -59,9 +60,12 @@ def main() -> None:
             result["cold_seconds"] = round(timed_cv(args.config, [*args.overrides, f"run_dir={tmp}/cold"], args.jobs, cold_env), 1)
             if args.cold_cache:
                 env["EMOTUNE_CACHE"] = str(cold)  # warm = the cache the cold run just filled
-        result["warm_seconds"] = round(timed_cv(args.config, [*args.overrides, f"run_dir={tmp}/warm"], args.jobs, env), 1)
+        warm = args.run_dir or Path(tmp) / "warm"
+        if (warm / "summary.json").exists():
+            sys.exit(f"error: {warm} already holds a finished CV; timing it would measure skipped folds")
+        result["warm_seconds"] = round(timed_cv(args.config, [*args.overrides, f"run_dir={warm}"], args.jobs, env), 1)
         result["load_average_after"] = round(os.getloadavg()[0], 2)
-        summary = json.loads((Path(tmp) / "warm" / "summary.json").read_text())
+        summary = json.loads((warm / "summary.json").read_text())
         result["ua"] = summary["ua"]
     out = ROOT / "benchmarks" / "results" / f"cv_{name}.json"
     out.write_text(json.dumps(result, indent=1))
