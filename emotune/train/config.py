@@ -18,6 +18,9 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation UA before stopping (0 = never stop early)
     imbalance: Literal["none", "class_weights", "balanced_sampler", "focal"] = "none"
     focal_gamma: float = 2.0
+    # Batch samples of similar length (shuffled within windows of 50 batches, batch order shuffled): less
+    # padding per batch, same samples per epoch. Off = a plain shuffle.
+    group_by_length: bool = True
     bf16: bool = True  # bf16 autocast for the forward pass (CPUs with AVX512-BF16/AMX, GPUs); never fp16 on CPU
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0 = at the end of each epoch only)
     eval_batch_size: int = 32

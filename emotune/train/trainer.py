@@ -39,6 +39,7 @@ class Task(Protocol):
     n_train: int
     targets: np.ndarray  # [N] class index or [N, C]: for the balanced sampler
     monitor: str  # validation metric to maximise ("ua")
+    lengths: np.ndarray | None  # [N] approximate cost of each training sample (tokens), or None
 
     def make_batch(self, index: np.ndarray, generator: torch.Generator): ...
 
@@ -63,13 +64,42 @@ def schedule(warmup_steps: int, total_steps: int):
     return lr_factor
 
 
-def epoch_order(task: Task, cfg: TrainConfig, seed: int, epoch: int) -> np.ndarray:
+GROUP_WINDOW = 50  # batches per window that length grouping sorts within
+
+
+def group_by_length(order: np.ndarray, lengths: np.ndarray, batch: int, g: torch.Generator) -> np.ndarray:
+    """`order` rearranged so each run of `batch` samples has similar lengths.
+
+    Windows of GROUP_WINDOW batches along the shuffled order are sorted by length and cut into batches;
+    the batches are then shuffled, so an epoch does not run from short to long. Still a permutation of
+    `order`, and a function of (order, generator) only, so a resumed epoch rebuilds the same batches.
+    """
+    window = batch * GROUP_WINDOW
+    batches = []
+    for k in range(0, len(order), window):
+        part = order[k: k + window]
+        part = part[np.argsort(-lengths[part], kind="stable")]
+        batches += [part[j: j + batch] for j in range(0, len(part), batch)]
+    # The short remainder batch (if any) stays last: every other batch keeps its full size.
+    full = [b for b in batches if len(b) == batch]
+    rest = [b for b in batches if len(b) != batch]
+    perm = torch.randperm(len(full), generator=g).tolist()
+    return np.concatenate([full[i] for i in perm] + rest) if batches else order
+
+
+def epoch_order(task: Task, cfg: TrainConfig, seed: int, epoch: int, world: int = 1) -> np.ndarray:
     if cfg.imbalance == "balanced_sampler":
         from emotune.train.sampling import balanced_sampler
 
-        return np.fromiter(iter(balanced_sampler(task.targets, seed=_mix(seed, epoch))), dtype=np.int64)
-    g = torch.Generator().manual_seed(_mix(seed, epoch))
-    return torch.randperm(task.n_train, generator=g).numpy()
+        order = np.fromiter(iter(balanced_sampler(task.targets, seed=_mix(seed, epoch))), dtype=np.int64)
+    else:
+        g = torch.Generator().manual_seed(_mix(seed, epoch))
+        order = torch.randperm(task.n_train, generator=g).numpy()
+    lengths = getattr(task, "lengths", None)
+    if cfg.group_by_length and lengths is not None:
+        order = group_by_length(order, np.asarray(lengths), cfg.batch_size * world,
+                                torch.Generator().manual_seed(_mix(seed, epoch, 1)))
+    return order
 
 
 def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed: int = 0) -> dict:
@@ -120,7 +150,7 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
     done = progress["stopped_early"]
     while not done and progress["epoch"] < cfg.epochs:
         epoch = progress["epoch"]
-        order = epoch_order(task, cfg, seed, epoch)
+        order = epoch_order(task, cfg, seed, epoch, world)
         micro = [order[k: k + per_micro] for k in range(0, len(order), per_micro)]
         model.train()
         bar = tqdm(total=len(micro), initial=progress["micro"], desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
