@@ -615,9 +615,11 @@ class _LMTask:
         self.model, self.train, self.val, self.reasoning = model, train, val, reasoning
         self.n_train = len(train)
         self.targets = model._targets(train)
-        # Prompt tokens of each sample under the first template (features add a fixed number of slots).
-        t = model.templates[0]
-        self.lengths = np.array([len(model._row(train, i, t).ids) for i in range(len(train))])
+        # For length grouping: prompt tokens of each sample under the first template.
+        self.lengths = None
+        if model.train_cfg.group_by_length:
+            t = model.templates[0]
+            self.lengths = np.array([len(model._row(train, i, t).ids) for i in range(len(train))])
         self.monitor = "map" if model.target == "multi" else "ua"
 
     def make_batch(self, index, generator: torch.Generator) -> Batch:

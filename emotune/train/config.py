@@ -19,8 +19,9 @@ class TrainConfig:
     imbalance: Literal["none", "class_weights", "balanced_sampler", "focal"] = "none"
     focal_gamma: float = 2.0
     # Batch samples of similar length (shuffled within windows of 50 batches, batch order shuffled): less
-    # padding per batch, same samples per epoch. Off = a plain shuffle.
-    group_by_length: bool = True
+    # padding per batch, same samples per epoch. Off (the default) = a plain shuffle, the order every
+    # published run before it used; turn it on for corpora whose prompts differ a lot in length (MELD).
+    group_by_length: bool = False
     bf16: bool = True  # bf16 autocast for the forward pass (CPUs with AVX512-BF16/AMX, GPUs); never fp16 on CPU
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0 = at the end of each epoch only)
     eval_batch_size: int = 32

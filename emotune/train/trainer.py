@@ -95,9 +95,8 @@ def epoch_order(task: Task, cfg: TrainConfig, seed: int, epoch: int, world: int 
     else:
         g = torch.Generator().manual_seed(_mix(seed, epoch))
         order = torch.randperm(task.n_train, generator=g).numpy()
-    lengths = getattr(task, "lengths", None)
-    if cfg.group_by_length and lengths is not None:
-        order = group_by_length(order, np.asarray(lengths), cfg.batch_size * world,
+    if cfg.group_by_length and task.lengths is not None:
+        order = group_by_length(order, np.asarray(task.lengths), cfg.batch_size * world,
                                 torch.Generator().manual_seed(_mix(seed, epoch, 1)))
     return order
 
