@@ -19,7 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from emotune.data.config import DataConfig
-from emotune.errors import EmotuneError
+from emotune.errors import ConfigError, EmotuneError
 from emotune.evaluate.config import EvalConfig
 from emotune.features.config import FeaturesConfig
 from emotune.model.config import ModelConfig
@@ -43,10 +43,6 @@ class Config:
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir.replace("${name}", self.name))
-
-
-class ConfigError(EmotuneError):
-    pass
 
 
 def _type_name(tp: Any) -> str:
@@ -125,7 +121,10 @@ def build_dataclass(cls, raw: dict, prefix: str, where: str):
             known = ", ".join(sorted(fields))
             raise ConfigError(f"unknown key '{key}' ({where}); known keys here: {known}")
         kwargs[k] = _coerce(v, hints[k], key, where)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a section's range check: add where the key lives
+        raise ConfigError(f"{prefix + '.' if prefix else ''}{exc} ({where})") from None
 
 
 def _as_dict(obj) -> Any:
@@ -168,6 +167,10 @@ def read_yaml(path: Path) -> dict:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML recipe (recipes are files such as configs/ravdess.yaml)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:

@@ -83,3 +83,10 @@ def test_cli_error_is_one_line(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "manifest not found" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_directory_given_as_config_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "emotune.cli", "train", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith(f"{tmp_path}: is a directory, not a YAML recipe "
+                                                        "(recipes are files such as configs/ravdess.yaml)")

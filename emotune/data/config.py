@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Optional
 
+from emotune.errors import check_ranges
+
 
 @dataclasses.dataclass
 class DataConfig:
@@ -27,6 +29,9 @@ class DataConfig:
     max_eval: int = 0
     context_turns: int = 0  # preceding dialogue turns given to the model (MELD/IEMOCAP), 0 = utterance only
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific (e.g. label_field)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"folds": ">=1", "val_groups": ">=0", "val_fraction": "(0..1)", "max_train": ">=0", "max_eval": ">=0", "context_turns": ">=0"})
 
     def manifest_path(self) -> str:
         return self.manifest.replace("${dataset}", self.dataset)

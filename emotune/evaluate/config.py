@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from emotune.errors import check_ranges
+
 
 @dataclasses.dataclass
 class EvalConfig:
@@ -17,3 +19,6 @@ class EvalConfig:
     ece_bins: int = 15  # equal-width bins of the calibration error
     # Test-time ablation: these model inputs are removed (read as missing) when evaluating a trained run.
     drop_inputs: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"ece_bins": ">=1"})

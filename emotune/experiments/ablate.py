@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from emotune.config import ConfigError, build_dataclass, load_config, read_yaml
+from emotune.errors import EmotuneError
 from emotune.experiments.cv import fold_jobs
 from emotune.experiments.executor import ExecutorOptions, run_jobs
 from emotune.experiments.run import eval_run, log
@@ -132,14 +133,27 @@ def write_figure(grid: Grid, rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def done_variant(eval_dir: Path, overrides: list[str]) -> None:
+    """Evaluate one test-time variant of a trained run, unless done with these same overrides."""
+    record = eval_dir / "overrides.json"
+    if (eval_dir / "metrics.json").exists():
+        if not record.exists():  # evaluated before variants were recorded: adopt it
+            record.write_text(json.dumps(list(overrides)))
+            return
+        before = json.loads(record.read_text())
+        if before == list(overrides):
+            return
+        raise EmotuneError(f"{eval_dir} was evaluated with {before} but the grid now says {list(overrides)}; "
+                           f"rename the variant or delete {eval_dir}")
+    eval_run(str(eval_dir.parent), "test", "score", overrides, out_name=eval_dir.name)
+    record.write_text(json.dumps(list(overrides)))
+
+
 def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str = "runs/ablations",
            extra: list[str] = ()) -> Path:
     """`emotune ablate GRID.yaml`: train every setting on every fold (skipping done ones), then tabulate."""
     grid = load_grid(grid_path)
     out = Path(root) / grid.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.yaml").write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
-    (out / "command.txt").write_text(shlex.join(["emotune", "ablate", str(grid_path), *extra]) + "\n")
     t0 = time.time()
     # Every (setting, fold) of the grid is one independent job: all of them go to the executor at once.
     runs, jobs = {}, []
@@ -150,6 +164,10 @@ def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str 
         dirs, todo = fold_jobs(grid.base, overrides, cfg, out / setting, grid.folds, label=f"{setting}/")
         runs[setting] = (overrides, dirs)
         jobs += todo
+    # Written only now that every existing run of the grid has been checked against its setting.
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grid.yaml").write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
+    (out / "command.txt").write_text(shlex.join(["emotune", "ablate", str(grid_path), *extra]) + "\n")
     run_jobs(jobs, opts, log=log)
     for setting, (overrides, fold_dirs) in runs.items():
         for variant, vov in grid.eval_variants.items():
@@ -159,8 +177,7 @@ def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str 
                 log(f"  variant '{variant}' does not apply to '{setting}' (no input {', '.join(sorted(absent))}): skipped")
                 continue
             for d in fold_dirs:
-                if not (d / f"eval_test_{variant}" / "metrics.json").exists():
-                    eval_run(str(d), "test", "score", vov, out_name=f"eval_test_{variant}")
+                done_variant(d / f"eval_test_{variant}", vov)
     rows = collect(grid, out)
     write_table(grid, rows, out)
     write_figure(grid, rows, out)

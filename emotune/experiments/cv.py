@@ -20,6 +20,7 @@ import numpy as np
 from emotune.config import Config, load_config, save_config
 from emotune.experiments.executor import ExecutorOptions, Job, run_jobs
 from emotune.experiments.run import ensure_manifest, folds_for, load_inputs, log
+from emotune.identity import check_or_claim, make_identity
 
 SUMMARY_METRICS = ("wa", "ua", "macro_f1", "weighted_f1")
 
@@ -38,6 +39,11 @@ def fold_jobs(config: str, overrides: list[str], cfg: Config, out_dir: Path, fol
     load_inputs(cfg, manifest)
     indices = list(range(len(folds))) if fold_indices is None else fold_indices
     dirs = [out_dir / folds[k].name for k in indices]
+    # A fold folder made with another config is refused here, before any fold runs (or is skipped as DONE).
+    for k, d in zip(indices, dirs):
+        if (d / "config.yaml").exists() or (d / "identity.json").exists():
+            fold_cfg = load_config(config, [*overrides, f"data.fold={k}", f"run_dir={d}"])
+            check_or_claim(d, make_identity(fold_cfg, folds[k].to_json()), write=False)
     jobs = [Job(f"{label}{folds[k].name}", fold_command(config, overrides, k, d), d)
             for k, d in zip(indices, dirs) if not (d / "DONE").exists()]
     if len(jobs) < len(dirs):
@@ -114,9 +120,11 @@ def cv(config: str, overrides: list[str], opts: ExecutorOptions = ExecutorOption
     """`emotune cv CONFIG`: every fold from the same start, resumable, then the summary."""
     cfg = load_config(config, overrides)
     out_dir = cfg.resolved_run_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-    (out_dir / "command.txt").write_text(shlex.join(["emotune", "cv", str(config), *overrides]) + "\n")
+    ensure_manifest(cfg)
+    # The CV folder is claimed by this config (every fold's own settings but the fold index).
+    if not check_or_claim(out_dir, make_identity(cfg, drop=("data.fold",))):
+        save_config(cfg, out_dir / "config.yaml")
+        (out_dir / "command.txt").write_text(shlex.join(["emotune", "cv", str(config), *overrides]) + "\n")
     t0 = time.time()
     dirs = run_folds(config, overrides, cfg, out_dir, opts)
     summary = summarise(dirs, out_dir, cfg.eval.split)

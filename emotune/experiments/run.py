@@ -31,6 +31,7 @@ from emotune.data.labels import load_label_set
 from emotune.data.sample import Manifest, read_manifest
 from emotune.data.splits import Fold, check_fold, make_folds
 from emotune.errors import EmotuneError
+from emotune.identity import check_or_claim, make_identity
 from emotune.process import is_main_process
 
 
@@ -237,15 +238,21 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     """Train on fold.train (select on fold.val), evaluate on fold.test; skip if the run is already DONE."""
     run_dir = Path(run_dir)
     done = run_dir / "DONE"
-    if done.exists():
-        return json.loads((run_dir / f"eval_{cfg.eval.split}" / "metrics.json").read_text())
     manifest = manifest or ensure_manifest(cfg)
+    identity = make_identity(cfg, fold.to_json())
+    main = is_main_process()
+    # A folder made with another config or data is refused before anything is read or written; one
+    # made with this config either skips (DONE) or resumes its checkpoint.
+    claimed = check_or_claim(run_dir, identity, write=main)
+    if done.exists():
+        log(f"{run_dir}: already done with this config and data; nothing to do "
+            f"(delete it or give another run_dir=... to train again)")
+        return json.loads((run_dir / f"eval_{cfg.eval.split}" / "metrics.json").read_text())
     feats, transcripts = inputs if inputs is not None else load_inputs(cfg, manifest)
     check_fold(fold, {s.id: s.group for s in manifest.samples} if cfg.data.protocol in ("logo", "group_kfold") else None)
     data = fold_data(cfg, manifest, fold, feats, transcripts)
-    main = is_main_process()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if main and not claimed:
+        # Written once, when the folder is claimed: it always describes the weights inside.
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "command.txt").write_text((command or shlex.join(["emotune", *sys.argv[1:]])) + "\n")
         (run_dir / "fold.json").write_text(fold.to_json())
@@ -255,7 +262,7 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     # input width is known only then) set `init_hash` themselves.
     before = model.state_hash() if hasattr(model, "state_hash") else None
     t0 = time.time()
-    history = model.fit(data.train, data.val, run_dir / "model")
+    history = model.fit(data.train, data.val, run_dir / "model", run_hash=identity["config_hash"] + identity["data_hash"])
     if not main:  # under accelerate launch / torchrun: rank 0 saves and evaluates
         return {}
     model.save(run_dir / "model")
@@ -285,8 +292,10 @@ def train(config: str, overrides: list[str]) -> Path:
     except IndexError:
         raise EmotuneError(f"data.fold={cfg.data.fold}: the {cfg.data.protocol} protocol has {len(folds)} fold(s)") from None
     run_dir = cfg.resolved_run_dir()
-    run_fold(cfg, fold, run_dir, manifest)
-    log(f"run written to {run_dir}")
+    already = (run_dir / "DONE").exists()
+    run_fold(cfg, fold, run_dir, manifest)  # refuses a folder made with another config
+    if not already:
+        log(f"run written to {run_dir}")
     return run_dir
 
 

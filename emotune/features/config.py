@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from emotune.errors import check_ranges
+
 
 @dataclasses.dataclass
 class FeaturesConfig:
@@ -22,3 +24,6 @@ class FeaturesConfig:
     extractors: list[str] = dataclasses.field(default_factory=lambda: ["egemaps"])
     workers: int = 1  # worker processes; each loads its models once
     flush_every: int = 32  # samples per saved shard: a killed run loses at most this many per worker
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"workers": ">=1", "flush_every": ">=1"})

@@ -27,8 +27,9 @@ class EmotionModel(Protocol):
     label_names: list[str]
     init_hash: str  # state_hash of the trainable weights right after initialisation (set by fit)
 
-    def fit(self, train: Examples, val: Examples, out_dir: Path) -> dict:
-        """Train; may write checkpoints under out_dir (resumable). Returns a history dict."""
+    def fit(self, train: Examples, val: Examples, out_dir: Path, run_hash: str = "") -> dict:
+        """Train; may write checkpoints under out_dir (resumable: only by a run with the same `run_hash`,
+        the run's config + data identity). Returns a history dict."""
 
     def predict_proba(self, ex: Examples) -> np.ndarray:
         """[N, C] class probabilities (rows sum to 1 for single-label; independent for multi-label)."""

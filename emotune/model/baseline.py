@@ -336,7 +336,7 @@ class LogisticBaseline(_Baseline):
         self.W: Optional[np.ndarray] = None
         self.b: Optional[np.ndarray] = None
 
-    def fit(self, train: Examples, val: Examples, out_dir: Optional[Path] = None) -> dict:
+    def fit(self, train: Examples, val: Examples, out_dir: Optional[Path] = None, run_hash: str = "") -> dict:
         from threadpoolctl import threadpool_limits
 
         # lbfgs on a few thousand rows is fastest on one BLAS thread; with several, a shared machine's
@@ -425,7 +425,7 @@ class MLPBaseline(_Baseline):
         weights = class_weights(T, len(self.label_names)) if self.imbalance == "class_weights" else None
         return make_loss("focal" if self.imbalance == "focal" else "ce", weights, self.focal_gamma, self.target)
 
-    def fit(self, train: Examples, val: Examples, out_dir: Optional[Path] = None) -> dict:
+    def fit(self, train: Examples, val: Examples, out_dir: Optional[Path] = None, run_hash: str = "") -> dict:
         import torch
 
         train, T = self._training_side(train, val)

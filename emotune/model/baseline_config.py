@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from emotune.errors import check_ranges
+
 
 @dataclasses.dataclass
 class BaselineConfig:
@@ -26,3 +28,6 @@ class BaselineConfig:
     weight_decay: float = 1e-2
     batch_size: int = 64
     patience: int = 15  # epochs without a better validation UA before stopping
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"inner_folds": ">=1", "max_iter": ">=1", "hidden": ">=0", "dropout": "0..1", "epochs": ">=1", "lr": ">0", "weight_decay": ">=0", "batch_size": ">=1", "patience": ">=0"})

@@ -487,7 +487,7 @@ class EmotionLM:
         return self._collate(rows, torch.as_tensor(targets))
 
     # -- the EmotionModel protocol
-    def fit(self, train: Examples, val: Examples, out_dir: Path) -> dict:
+    def fit(self, train: Examples, val: Examples, out_dir: Path, run_hash: str = "") -> dict:
         from emotune.train.losses import class_weights, make_loss
         from emotune.train.trainer import fit
 
@@ -506,7 +506,7 @@ class EmotionLM:
         weights = class_weights(self._targets(train), len(self.label_names)) if tc.imbalance == "class_weights" else None
         self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, "single" if self.target == "reasoning" else self.target)
         task = _LMTask(self, train, val, reasoning)
-        return fit(self.net, task, tc, Path(out_dir), self.seed)
+        return fit(self.net, task, tc, Path(out_dir), self.seed, run_hash)
 
     def predict_proba(self, ex: Examples) -> np.ndarray:
         """[N, C] closed-set probabilities, averaged over the evaluation templates."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from emotune.errors import check_ranges
+
 
 @dataclasses.dataclass
 class LoRAConfig:
@@ -13,6 +15,9 @@ class LoRAConfig:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"r": ">=1", "alpha": ">0", "dropout": "0..1"})
 
 
 @dataclasses.dataclass
@@ -37,3 +42,6 @@ class LMConfig:
     # Attention kernel. "auto": plain matmul attention on CPU (for ~50-150-token prompts its backward
     # is ~4x cheaper there than the fused SDPA kernel), SDPA on GPUs.
     attention: Literal["auto", "eager", "sdpa"] = "auto"
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"projector_hidden": ">=1", "tokens": ">=1", "modality_dropout": "0..1", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})

@@ -24,25 +24,14 @@ from typing import Optional
 import torch
 
 from emotune.errors import EmotuneError
-
-
-def _atomic_replace(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from emotune.io import atomic_replace, atomic_write_json
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    _atomic_replace(Path(path), lambda tmp: save_file(flat, tmp))
+    atomic_replace(Path(path), lambda tmp: save_file(flat, tmp))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -55,11 +44,6 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise EmotuneError(f"{path}: weights file not found") from None
     except (SafetensorError, OSError) as exc:
         raise EmotuneError(f"{path}: unreadable weights ({exc})") from None
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=1, default=float)
-    _atomic_replace(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _optimizer_split(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -115,7 +99,7 @@ def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], opt
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _atomic_replace(root / "latest", lambda t: Path(t).write_text(name + "\n"))
+    atomic_replace(root / "latest", lambda t: Path(t).write_text(name + "\n"))
     for old in root.iterdir():
         if old.name != name and old.name != "latest":
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from emotune.errors import check_ranges
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -26,3 +28,6 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0 = at the end of each epoch only)
     eval_batch_size: int = 32
     progress: bool = True  # progress bar with loss and rate on stderr
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "grad_accum": ">=1", "warmup": "0..1", "clip": ">=0", "weight_decay": ">=0", "patience": ">=0", "focal_gamma": ">=0", "checkpoint_every": ">=0", "eval_batch_size": ">=1"})

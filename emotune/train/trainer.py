@@ -19,6 +19,7 @@ process (no communication needed, identical results); only the main process writ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from emotune.errors import EmotuneError
+from emotune.identity import describe_difference, digest
 from emotune.train.checkpoint import load_latest, load_tensors, save_checkpoint, save_tensors, set_rng_state
 from emotune.train.config import TrainConfig
 
@@ -101,7 +103,16 @@ def epoch_order(task: Task, cfg: TrainConfig, seed: int, epoch: int, world: int 
     return order
 
 
-def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed: int = 0) -> dict:
+def run_identity(net: torch.nn.Module, task: Task, cfg: TrainConfig, seed: int, run_hash: str) -> dict:
+    """What a checkpoint must have been trained under to be resumed: every setting that changes a step."""
+    keys = {f"train.{f.name}": getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if f.name not in ("progress", "checkpoint_every")}
+    shapes = [(n, tuple(p.shape)) for n, p in net.named_parameters() if p.requires_grad]
+    keys.update({"seed": seed, "n_train": task.n_train, "trainable": digest(shapes), "run": run_hash})
+    return keys
+
+
+def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed: int = 0, run_hash: str = "") -> dict:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
@@ -129,10 +140,17 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
             print(msg, file=sys.stderr, flush=True)
 
     ckpt_root = out_dir / "checkpoints"
+    identity = run_identity(raw, task, cfg, seed, run_hash)
     progress = {"epoch": 0, "micro": 0, "step": 0, "epoch_losses": [], "history": [], "best": None, "best_epoch": None, "bad_epochs": 0,
-                "stopped_early": False}
+                "stopped_early": False, "identity": identity}
     saved = load_latest(ckpt_root)
     if saved is not None:
+        # Resuming weights trained under other settings would give a run that matches no config.
+        old = saved["progress"].get("identity")
+        if old != identity:
+            what = describe_difference({"config": old}, {"config": identity}) if old else "it records no settings"
+            raise EmotuneError(f"{ckpt_root}: checkpoint was written under other settings ({what}); "
+                               f"delete {ckpt_root} to train from scratch, or use another run_dir")
         raw.load_trainable_state(saved["weights"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

@@ -1,0 +1,118 @@
+"""A run is its config: hashes of the resolved config and of the data, kept in the run directory.
+
+`emotune train / cv / ablate` write `identity.json` into a run directory when they first claim it, and
+every later command on that directory compares: the same config and data continue (or skip a finished
+run); anything else stops with one line naming the differing keys, so a result can never silently
+belong to settings other than the ones recorded beside it.
+
+Keys that cannot change a result (where the run is written, progress bars, worker counts, the cache
+location) are left out of the hash, so `train.progress=false` on a rerun is not a different run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from emotune.errors import EmotuneError
+from emotune.io import atomic_write_json
+
+FILE = "identity.json"
+NOT_RESULT_KEYS = frozenset({"name", "run_dir", "train.progress", "train.checkpoint_every", "features.workers",
+                             "features.cache_dir", "features.flush_every"})
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} → {"train.lr": 1e-3}; lists and scalars are leaves."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def result_keys(cfg, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resolved config as flat keys, without the ones that cannot change a result."""
+    from emotune.config import to_dict
+
+    return {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_RESULT_KEYS and k not in drop}
+
+
+def make_identity(cfg, fold_json: Optional[str] = None, drop: tuple[str, ...] = ()) -> dict:
+    """config + data identity of a run (fold given) or of a CV/grid folder (no fold: the manifest only)."""
+    keys = result_keys(cfg, drop)
+    manifest = Path(cfg.data.manifest_path())
+    data = {"manifest": file_digest(manifest) if manifest.exists() else None,
+            "fold": digest(json.loads(fold_json)) if fold_json else None}
+    return {"config_hash": digest(keys), "data_hash": digest(data), "data": data, "config": keys}
+
+
+def describe_difference(old: dict, new: dict) -> str:
+    """'train.epochs 10 → 5, data: the manifest changed' — what makes two identities differ."""
+    a, b = old.get("config", {}), new.get("config", {})
+    parts = [f"{k} {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in sorted(set(a) | set(b))
+             if a.get(k) != b.get(k)]
+    da, db = old.get("data", {}), new.get("data", {})
+    for what in ("manifest", "fold"):
+        if da.get(what) != db.get(what):
+            parts.append(f"the {what} changed")
+    return ", ".join(parts) or "config hash differs"
+
+
+def check_or_claim(run_dir: Path, identity: dict, write: bool = True) -> bool:
+    """Stop unless `run_dir` is new or was made with the same config and data.
+
+    Returns True when the folder was already claimed by this identity, False when it is new (and then
+    claims it when `write`). A folder made before identities existed is compared on its config.yaml.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / FILE
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EmotuneError(f"{path}: unreadable ({exc}); delete {run_dir} to start over") from None
+    elif (run_dir / "config.yaml").exists():
+        old = _legacy_identity(run_dir, identity)
+    else:
+        if write:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, identity)
+        return False
+    same_config = old.get("config_hash") == identity["config_hash"]
+    same_data = old.get("data_hash") in (None, identity["data_hash"])
+    if not (same_config and same_data):
+        raise EmotuneError(
+            f"{run_dir} was made with a different config: {describe_difference(old, identity)}. "
+            f"To start a new run, give it another folder (run_dir=... or name=...), or delete {run_dir}")
+    if not path.exists() and write:  # an older run dir that matches: record its identity from now on
+        atomic_write_json(path, identity)
+    return True
+
+
+def _legacy_identity(run_dir: Path, identity: dict) -> dict:
+    from emotune.config import load_config
+
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+    except EmotuneError as exc:
+        raise EmotuneError(f"{run_dir}: its config.yaml no longer loads ({exc}); "
+                           f"start a new run in another folder or delete {run_dir}") from None
+    # Compared on the new identity's keys: a CV/grid folder leaves some out (data.fold).
+    keys = {k: v for k, v in result_keys(cfg).items() if k in identity["config"]}
+    return {"config_hash": digest(keys), "data_hash": None, "config": keys}

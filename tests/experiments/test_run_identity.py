@@ -1,0 +1,104 @@
+"""A run is its config: a finished or half-done run directory refuses another config, and says which keys differ."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emotune.config import load_config
+from emotune.errors import ConfigError, EmotuneError
+from emotune.experiments.cv import cv
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from emotune.data.synth import build_corpus
+
+    return build_corpus(tmp_path_factory.mktemp("corpus") / "c", speakers=3, log=lambda *_: None).root
+
+
+def overrides(tmp: Path, corpus: Path, run: str) -> list[str]:
+    return [f"data.root={corpus}", f"data.manifest={tmp}/manifest.jsonl", f"run_dir={tmp}/{run}",
+            "data.protocol=logo", "model.kind=baseline_lr", "model.inputs=[logmel]", "features.extractors=[logmel]",
+            f"features.cache_dir={tmp}/cache", "model.baseline.C_grid=[0.1,1.0]", "model.baseline.inner_folds=2"]
+
+
+def emotune(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emotune.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_train_rerun_same_config_skips_and_other_config_is_refused(tmp_path, corpus):
+    ov = overrides(tmp_path, corpus, "run")
+    first = emotune("train", "configs/quickstart.yaml", *ov)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run = tmp_path / "run"
+    identity = json.loads((run / "identity.json").read_text())
+    assert identity["config"]["model.kind"] == "baseline_lr" and identity["data"]["fold"]
+    config_text, done = (run / "config.yaml").read_text(), (run / "DONE").stat().st_mtime
+
+    same = emotune("train", "configs/quickstart.yaml", *ov, "train.progress=false")  # not a result setting
+    assert same.returncode == 0 and "already done with this config" in same.stderr
+    assert "run written" not in same.stderr
+
+    other = emotune("train", "configs/quickstart.yaml", *ov, "model.baseline.C_grid=[1.0]", "seed=3")
+    assert other.returncode != 0
+    last = other.stderr.strip().splitlines()[-1]
+    assert "model.baseline.C_grid" in last and "seed 0 → 3" in last and "run_dir=" in last
+    assert "Traceback" not in other.stderr
+    # Nothing of the finished run was touched, and its config still describes its weights.
+    assert (run / "config.yaml").read_text() == config_text and (run / "DONE").stat().st_mtime == done
+
+
+def test_changed_data_is_refused(tmp_path, corpus):
+    ov = overrides(tmp_path, corpus, "run")
+    assert emotune("train", "configs/quickstart.yaml", *ov).returncode == 0
+    manifest = tmp_path / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:-1]) + "\n")  # one sample fewer: a different dataset
+    again = emotune("train", "configs/quickstart.yaml", *ov)
+    assert again.returncode != 0 and "the manifest changed" in again.stderr
+
+
+def test_cv_folder_refuses_another_config_before_any_fold_runs(tmp_path, corpus):
+    ov = overrides(tmp_path, corpus, "cv")
+    cv("configs/quickstart.yaml", ov)
+    run = tmp_path / "cv"
+    config_text = (run / "config.yaml").read_text()
+    dones = {p: p.stat().st_mtime for p in run.glob("*/DONE")}
+    assert len(dones) == 3
+    with pytest.raises(EmotuneError, match=r"model\.baseline\.pool 'mean' → 'mean_std'.*run_dir="):
+        cv("configs/quickstart.yaml", [*ov, "model.baseline.pool=mean_std"])
+    assert (run / "config.yaml").read_text() == config_text
+    assert {p: p.stat().st_mtime for p in run.glob("*/DONE")} == dones
+    # A fold folder changed behind the CV folder's back (e.g. by `emotune train` into it) is caught too.
+    fold = sorted(run.glob("*/identity.json"))[0]
+    record = json.loads(fold.read_text())
+    record["config"]["train.lr"] = 0.5
+    record["config_hash"] = "changed"
+    fold.write_text(json.dumps(record))
+    with pytest.raises(EmotuneError, match=r"fold0_spk01 was made with a different config: train\.lr 0\.5 → "):
+        cv("configs/quickstart.yaml", ov)
+
+
+@pytest.mark.parametrize("override, key", [("train.epochs=0", "train.epochs"), ("train.batch_size=-2", "train.batch_size"),
+                                           ("train.lr=0", "train.lr"), ("train.grad_accum=0", "train.grad_accum"),
+                                           ("model.lm.lora.r=0", "model.lm.lora.r"),
+                                           ("data.val_fraction=1.5", "data.val_fraction"),
+                                           ("model.baseline.epochs=0", "model.baseline.epochs")])
+def test_out_of_range_settings_are_refused_at_load_time(override, key):
+    with pytest.raises(ConfigError, match=rf"^{key.replace('.', r'[.]')}: must be .* \(command line\)$"):
+        load_config("configs/quickstart.yaml", [override])
+
+
+def test_out_of_range_setting_in_a_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: 0\n")
+    with pytest.raises(ConfigError, match=rf"train.epochs: must be >= 1, got 0 \({bad}\)"):
+        load_config(bad)
