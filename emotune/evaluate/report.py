@@ -73,7 +73,10 @@ class Page:
 
 
 def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
+    """Scores with 3 decimals; counts (support, invalid answers) as the whole numbers they are."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def _provenance(page: Page, d: Path) -> None:
@@ -88,10 +91,17 @@ def _provenance(page: Page, d: Path) -> None:
 
 
 def _run_section(page: Page, d: Path, level: int = 2) -> None:
+    from emotune.evaluate.writer import headline_metrics
+
     for ev in sorted(d.glob("eval_*/metrics.json")):
-        m = json.loads(ev.read_text())
+        m = headline_metrics(json.loads(ev.read_text()))  # strict figures at top level, whatever the file's age
         page.heading(f"{d.name}: {ev.parent.name}", level)
         page.table(["metric", "value"], [[k, _fmt(m[k])] for k in (*METRICS, "invalid", "micro_f1") if k in m])
+        if "lenient" in m:
+            lenient = m["lenient"]
+            page.text(f"Generated answers: {m.get('invalid', 0)} invalid ({m.get('invalid_rate', 0):.1%}), counted as "
+                      f"wrong in the figures above and below. On the {lenient.get('n', '?')} valid answers only: "
+                      + ", ".join(f"{k} {_fmt(lenient[k])}" for k in (*METRICS, "micro_f1") if k in lenient) + ".")
         pc = m.get("per_class") or {}
         if pc:
             page.table(["class", "precision", "recall", "f1", "support"],

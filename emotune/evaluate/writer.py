@@ -4,8 +4,11 @@ The same files for every model kind and mode, so runs can be compared and re-rea
 - predictions.jsonl: one object per sample {id, gold, pred, scores {class: p} | null, raw | null};
   `pred` is null for an invalid generated answer.
 - metrics.json: the metrics of `emotune.evaluate.metrics`, plus `invalid` and `invalid_rate`.
-  When predictions come from generation (`preds` given) the headline metrics are computed on the
-  valid answers only, and `strict` holds the same metrics with every invalid answer counted as wrong.
+  The headline metrics are always the strict ones: when predictions come from generation (`preds`
+  given) every invalid answer counts as wrong, and `lenient` holds the same metrics on the valid
+  answers only (never the figure to report: a model that answers only when sure would look better).
+  Files written before this layout had it the other way round (lenient at top level, `strict` nested):
+  read them through `headline_metrics`.
 - confusion.csv / confusion.png: rows gold, columns predicted (+ an `invalid` column in generate mode).
   Multi-label: entry [i, j] counts samples with gold label i that were given label j (diagonal = hits).
 """
@@ -66,20 +69,20 @@ def _single(names, probs, gold, preds, ece_bins):
         raise ValueError("write_evaluation needs probs or preds")
     labelled = y >= 0
     invalid = (p < 0) & labelled
-    strict = M.classification_metrics(y, p, names)
-    valid = M.classification_metrics(y[~invalid], p[~invalid], names)
-    valid.pop("invalid_by_gold")
-    out = {"task": "single", "labels": names, **valid,
+    strict = M.classification_metrics(y, p, names)  # every labelled sample; an invalid answer is wrong
+    invalid_by_gold = strict.pop("invalid_by_gold")
+    out = {"task": "single", "labels": names, **strict,
            "n_scored": int(labelled.sum()), "n_unlabelled": int((~labelled).sum()),
            "invalid": int(invalid.sum()), "invalid_rate": float(invalid.sum() / max(1, labelled.sum()))}
     if probs is not None:
         out["ece"] = M.expected_calibration_error(y, probs, ece_bins)
-    counts = np.asarray(strict["confusion"])
+    counts = np.asarray(strict["confusion"])  # valid answers only; the invalid ones get their own column
     cols = list(names)
     if generated:
-        out["invalid_by_gold"] = strict.pop("invalid_by_gold")
-        out["strict"] = {k: strict[k] for k in ("n", "wa", "ua", "macro_f1", "weighted_f1", "per_class")}
-        counts = np.column_stack([counts, out["invalid_by_gold"]])
+        out["invalid_by_gold"] = invalid_by_gold
+        lenient = M.classification_metrics(y[~invalid], p[~invalid], names)
+        out["lenient"] = {k: lenient[k] for k in ("n", "wa", "ua", "macro_f1", "weighted_f1", "per_class")}
+        counts = np.column_stack([counts, invalid_by_gold])
         cols.append("invalid")
     pred_out = [None if v < 0 else names[v] for v in p]
     gold_out = [None if v < 0 else names[v] for v in y]
@@ -100,18 +103,18 @@ def _multi(names, probs, gold, preds, thresholds):
         invalid = np.zeros(len(T), dtype=bool)
     else:
         raise ValueError("write_evaluation needs probs or preds")
-    valid = M.multilabel_metrics(T[~invalid], P[~invalid], names,
-                                 scores=None if probs is None else probs[~invalid])
-    out = {"task": "multi", "labels": names, **valid,
+    strict = M.multilabel_metrics(T, P, names, scores=probs, invalid=invalid)  # an invalid answer is wrong
+    out = {"task": "multi", "labels": names, **strict,
            "invalid": int(invalid.sum()), "invalid_rate": float(invalid.mean()) if len(T) else 0.0}
     if not generated:
         out["thresholds"] = np.broadcast_to(np.asarray(0.5 if thresholds is None else thresholds, float), (C,)).tolist()
     counts = T.T @ P  # [gold label, predicted label]
     cols = list(names)
     if generated:
-        strict = M.multilabel_metrics(T, P, names, invalid=invalid)
-        out["strict"] = {k: strict[k] for k in ("n", "micro_f1", "macro_f1", "samples_f1", "subset_accuracy",
-                                                "hamming_loss", "per_class")}
+        lenient = M.multilabel_metrics(T[~invalid], P[~invalid], names,
+                                       scores=None if probs is None else probs[~invalid])
+        out["lenient"] = {k: lenient[k] for k in ("n", "micro_f1", "macro_f1", "samples_f1", "subset_accuracy",
+                                                  "hamming_loss", "per_class", "map") if k in lenient}
         counts = np.column_stack([counts, T[invalid].sum(axis=0)])
         cols.append("invalid")
     pred_out = [None if bad else [names[c] for c in np.flatnonzero(row)] for row, bad in zip(P, invalid)]
@@ -157,11 +160,23 @@ def write_evaluation(out_dir, ids: Sequence[str], label_names: Sequence[str], pr
     title = "multi-label: gold label vs labels given" if multi else "confusion (row-normalised, counts)"
     row_totals = (np.asarray(gold, dtype=float) > 0.5).sum(axis=0) if multi else None
     plots.confusion_heatmap(counts, names, cols, out_dir / "confusion.png", title=title, row_totals=row_totals)
-    # In generate mode the chart shows the strict figures: a class whose answers are often unreadable
-    # must not look good.
-    if "strict" in result:
-        plots.per_class_bars(result["strict"]["per_class"], out_dir / "per_class.png",
-                             title="per class (invalid answers counted as wrong)")
-    else:
-        plots.per_class_bars(result["per_class"], out_dir / "per_class.png")
+    # The chart shows the headline (strict) figures: a class whose answers are often unreadable must not
+    # look good.
+    title = "per class (invalid answers counted as wrong)" if "lenient" in result else ""
+    plots.per_class_bars(result["per_class"], out_dir / "per_class.png", title=title)
     return result
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The metrics of a metrics.json of any version, with the strict figures at top level.
+
+    Files written before the strict headline hold the lenient figures (valid answers only) at top level
+    and the strict ones under "strict": those are swapped, so a reader never takes the lenient figures
+    for the ones to report. Files of this version come back unchanged.
+    """
+    if "strict" not in metrics or "lenient" in metrics:
+        return metrics
+    strict = metrics["strict"]
+    lenient = {k: metrics[k] for k in strict if k in metrics}
+    rest = {k: v for k, v in metrics.items() if k != "strict"}
+    return {**rest, **strict, "lenient": lenient}

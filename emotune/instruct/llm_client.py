@@ -25,6 +25,10 @@ FATAL_STATUS = {401, 403, 404}
 class LLMFatal(EmotuneError):
     """The endpoint refuses every request the same way (key, model, URL): retrying cannot help."""
 
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
+
 
 class LLMFailed(Exception):
     """One request still failed after every retry; the caller skips its record and counts it."""
@@ -73,7 +77,12 @@ class LLMClient:
 
     # -- discovery ----------------------------------------------------------------------------------------
     async def check(self) -> str:
-        """Reach the server once (GET /models): fail fast on a wrong URL or key; pick the model if unset."""
+        """Reach the server once, before anything is written; pick the model if unset.
+
+        Fails with one line naming the URL when the endpoint cannot be reached, refuses the key, or does
+        not speak the OpenAI API (GET /models is not a model list and, for a named model, a one-token
+        POST /chat/completions is not a chat completion either).
+        """
         import httpx
 
         try:
@@ -82,16 +91,30 @@ class LLMClient:
             raise EmotuneError(f"cannot reach the LLM endpoint {self.base_url}: {_describe(exc)}") from None
         if resp.status_code in (401, 403):
             raise LLMFatal(f"{self.base_url} refused the API key (HTTP {resp.status_code}); set the key's environment variable")
-        listed: list[str] = []
-        if resp.status_code == 200:
-            try:
-                listed = [m["id"] for m in resp.json().get("data", []) if isinstance(m, dict) and "id" in m]
-            except (ValueError, AttributeError):
-                listed = []
-        if self.model is None:
-            if not listed:
-                raise EmotuneError(f"{self.base_url} lists no models; name one in instruct.llm.model")
-            self.model = listed[0]
+        listed = _model_ids(resp)
+        if listed is not None and (self.model is None or self.model in listed):
+            if self.model is None:
+                if not listed:
+                    raise EmotuneError(f"{self.base_url} lists no models; name one in instruct.llm.model")
+                self.model = listed[0]
+            return self.model
+        if listed is None:
+            said = f"GET {self.base_url}/models answered {_status_text(resp)}, not a model list"
+            if self.model is None:
+                raise EmotuneError(f"{self.base_url} is not an OpenAI-compatible endpoint: {said}{_hint(self.base_url)}")
+        else:
+            said = f"model '{self.model}' is not among the {len(listed)} it lists"
+        # Some servers list no models, or list them under other names: one token tells for sure.
+        try:
+            await self.chat([{"role": "user", "content": "Say OK."}], max_tokens=1, temperature=0.0)
+        except LLMFatal as exc:
+            if exc.status == 404 and listed is None:  # the path is wrong, not the model
+                raise EmotuneError(f"{self.base_url} is not an OpenAI-compatible endpoint: {said}, and POST "
+                                   f"/chat/completions answered HTTP 404{_hint(self.base_url)}") from None
+            raise
+        except LLMFailed as exc:
+            raise EmotuneError(f"{self.base_url} is not an OpenAI-compatible endpoint: {said}, and POST "
+                               f"/chat/completions failed ({exc.reason}){_hint(self.base_url)}") from None
         return self.model
 
     # -- chat -----------------------------------------------------------------------------------------------
@@ -123,7 +146,8 @@ class LLMClient:
                 self.counts[f"http_{resp.status_code}"] += 1
                 message = _error_message(resp)
                 if resp.status_code in FATAL_STATUS:
-                    raise LLMFatal(f"{self.base_url}: HTTP {resp.status_code} for model '{self.model}': {message}")
+                    raise LLMFatal(f"{self.base_url}: HTTP {resp.status_code} for model '{self.model}': {message}",
+                                   resp.status_code)
                 if resp.status_code not in RETRY_STATUS:
                     raise LLMFailed(f"http {resp.status_code}: {message}")  # this request, as sent, is refused
                 retry_after = _retry_after(resp)
@@ -163,14 +187,44 @@ def _read_reply(resp) -> Optional[Reply]:
                  prompt_tokens=int(usage.get("prompt_tokens") or 0), completion_tokens=int(usage.get("completion_tokens") or 0))
 
 
+def _model_ids(resp) -> Optional[list[str]]:
+    """The ids of an OpenAI model list ({"data": [{"id": ...}, ...]}), or None when the answer is not one."""
+    if resp.status_code != 200:
+        return None
+    try:
+        data = resp.json().get("data")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, list):
+        return None
+    return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def _status_text(resp) -> str:
+    kind = (resp.headers.get("content-type") or "no content type").split(";")[0]
+    return f"HTTP {resp.status_code} ({kind})"
+
+
+def _hint(base_url: str) -> str:
+    """The usual mistake: the server's root instead of its API prefix."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(base_url).path.rstrip("/").endswith("/v1"):
+        return ""
+    return f"; OpenAI-compatible servers usually answer under /v1: try {base_url}/v1"
+
+
 def _error_message(resp) -> str:
+    """The server's reason in one line: an OpenAI error message, else the body (not an HTML page)."""
     try:
         err = resp.json().get("error")
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:300]
+            return " ".join(str(err["message"]).split())[:300]
     except (ValueError, AttributeError):
         pass
-    return (resp.text or "").strip()[:300] or resp.reason_phrase
+    if "html" in (resp.headers.get("content-type") or "").lower():
+        return resp.reason_phrase
+    return " ".join((resp.text or "").split())[:300] or resp.reason_phrase
 
 
 def _retry_after(resp) -> Optional[float]:

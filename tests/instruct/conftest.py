@@ -43,3 +43,37 @@ def pick_ids(samples, emotions=("angry", "sad", "happy", "fearful"), intensity="
                 out.append(s.id)
                 break
     return out
+
+
+@pytest.fixture
+def text_table(tmp_path) -> dict:
+    """A small CSV of sentences with RAVDESS labels, prepared into a manifest by the real `table` adapter.
+
+    Enough for the templated (categorical) kind and for runs that stop at the endpoint check; no dataset
+    or feature cache needed.
+    """
+    from emotune.data.prepare import prepare
+
+    root = tmp_path / "table"
+    root.mkdir()
+    rows = [("t1", "I can't believe you did that again!", "angry"), ("t2", "Everything is gone now.", "sad"),
+            ("t3", "We won, we actually won!", "happy"), ("t4", "There's someone in the house.", "fearful"),
+            ("t5", "The meeting is at noon.", "neutral"), ("t6", "That smell is revolting.", "disgust")]
+    (root / "metadata.csv").write_text("id,text,label\n" + "".join(f'{i},"{t}",{lab}\n' for i, t, lab in rows))
+    manifest = tmp_path / "table.jsonl"
+    prepare("table", root, manifest, {"file": "metadata.csv", "text": "text", "label": "label", "label_set": "ravdess"},
+            log=lambda *a: None)
+    return {"root": root, "manifest": manifest, "ids": [r[0] for r in rows]}
+
+
+def table_recipe(tmp_path: Path, table: dict, output: Path, **instruct) -> Path:
+    """An instruct recipe over `text_table`, writing to `output`."""
+    import yaml
+
+    recipe = {"name": "instruct_table",
+              "data": {"dataset": "table", "root": str(table["root"]), "manifest": str(table["manifest"]),
+                       "label_set": "ravdess", "protocol": "stratified_kfold"},
+              "instruct": {"output": str(output), "clues": [], **instruct}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path

@@ -84,15 +84,25 @@ def test_all_kinds_survive_sigkill_and_resume(tmp_path, actor01, llm_servers):
     final = [r["id"] for r in records]
     assert len(final) == len(set(final)), "an id was written twice"
     assert set(first) <= set(final), "a record of the killed run was lost"
-    assert stats["already_written"] == len(first) and stats["already_rejected"] == len(set(rejected_first))
-    accounted = (stats["already_written"] + stats["already_rejected"] + sum(stats["written"].values())
-                 + sum(stats["filtered"].values()) + sum(stats["skipped"].values()))
-    assert accounted == stats["records_planned"] == 12
+    # One entry per run: the killed one (its counts as of its last save), then this one; totals add them.
+    assert len(stats["runs"]) == 2 and stats["runs"][0]["status"].startswith("killed")
+    assert stats["runs"][1]["status"] == "finished"
+    this = stats["runs"][1]
+    assert this["already_written"] == len(first) and this["already_rejected"] == len(set(rejected_first))
+    accounted = (this["already_written"] + this["already_rejected"] + sum(this["written"].values())
+                 + sum(this["filtered"].values()) + sum(this["skipped"].values()))
+    assert accounted == this["records_planned"] == 12
+    for key in ("prompt_tokens", "completion_tokens"):
+        assert stats["totals"]["llm"][key] == sum(r["llm"].get(key, 0) for r in stats["runs"])
+        assert summary["tokens_all_runs"][key] == stats["totals"]["llm"][key] >= this["llm"][key]
+    assert stats["totals"]["written"] == {k: sum(r["written"].get(k, 0) for r in stats["runs"])
+                                          for k in stats["totals"]["written"]}
+    assert stats["in_file"] == dict(Counter(r["kind"] for r in _records(out)))
     assert summary["in_file"] == dict(Counter(r["kind"] for r in records))
     rejected = {r["id"] for r in _records(out.with_name(out.name + ".rejected.jsonl"))}
     missing = {f"{i}/{k}" for i in ids for k in ("categorical", "reasoning", "conversation")} - set(final)
     assert missing <= rejected | {f"{i}/{k}" for i in ids for k in ("reasoning", "conversation")}
-    assert stats["llm"]["completion_tokens"] > 0 and stats["llm"]["prompt_tokens"] > 0
+    assert this["llm"]["completion_tokens"] > 0 and this["llm"]["prompt_tokens"] > 0
 
     # Every kind is there, in the LLaVA layout, joinable to the manifest.
     assert {r["kind"] for r in records} == {"categorical", "reasoning", "conversation"}
@@ -138,3 +148,17 @@ def test_a_model_the_server_does_not_have_stops_the_run_with_one_line(tmp_path, 
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "HTTP 404 for model 'gpt-4o'" in last and "Traceback" not in done.stderr
+
+
+def test_the_server_root_instead_of_its_api_is_named_before_anything_is_written(tmp_path, actor01, llm_servers):
+    """The usual mistake: the base URL without /v1. One line with the fix; no file or folder made."""
+    ids = pick_ids(actor01["samples"])[:1]
+    recipe = _recipe(tmp_path, actor01, ids, output=str(tmp_path / "out" / "out.jsonl"))
+    root = llm_servers["clean"]["base_url"].removesuffix("/v1")
+    env = {**os.environ, "EMOTUNE_LLM_BASE_URL": root}
+    env.pop("EMOTUNE_LLM_MODEL", None)
+    done = subprocess.run(_instruct_cmd(recipe), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {root} is not an OpenAI-compatible endpoint") and f"try {root}/v1" in last
+    assert not (tmp_path / "out").exists()

@@ -80,17 +80,17 @@ def test_the_shipped_recipe_loads():
 
 @pytest.mark.data
 def test_unreachable_endpoint_is_a_clear_error(tmp_path, actor01):
-    """Nothing listens on the port: the run stops at once, after writing the templated records."""
+    """Nothing listens on the port: the run stops at once, before writing anything (not even the templated
+    records, which need no endpoint: a run that cannot finish should not leave half an output)."""
     from emotune.instruct.generate import run_instruct
     from tests.instruct.conftest import pick_ids
 
     ids = pick_ids(actor01["samples"])[:2]
     cfg = load_instruct_config(_recipe(tmp_path, "name: x\n"), [
         f"data.manifest={actor01['manifest']}", f"data.root={actor01['root']}", f"features.cache_dir={actor01['cache']}",
-        f"instruct.output={tmp_path / 'out.jsonl'}", f"instruct.ids=[{','.join(ids)}]",
+        f"instruct.output={tmp_path / 'out' / 'out.jsonl'}", f"instruct.ids=[{','.join(ids)}]",
         "instruct.llm.base_url=http://127.0.0.1:9/v1", "instruct.llm.timeout_s=5"])
     with pytest.raises(EmotuneError, match="cannot reach the LLM endpoint http://127.0.0.1:9/v1"):
         run_instruct(cfg, progress=False, log=lambda *a: None)
-    kinds = [json.loads(x)["kind"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert kinds == ["categorical", "categorical"]
+    assert not (tmp_path / "out").exists()
 
