@@ -23,7 +23,7 @@ from emotune.errors import ConfigError, EmotuneError
 from emotune.evaluate.config import EvalConfig
 from emotune.features.config import FeaturesConfig
 from emotune.model.config import ModelConfig
-from emotune.train.config import TrainConfig
+from emotune.train.config import KIND_DEFAULTS, TrainConfig
 
 
 @dataclasses.dataclass
@@ -117,6 +117,9 @@ def build_dataclass(cls, raw: dict, prefix: str, where: str):
     kwargs = {}
     for k, v in raw.items():
         key = f"{prefix}.{k}" if prefix else str(k)
+        moved = getattr(cls, "MOVED", {})
+        if k not in fields and k in moved:
+            raise ConfigError(f"'{key}' is now '{moved[k]}' (one home per setting): set {moved[k]} instead ({where})")
         if k not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"unknown key '{key}' ({where}); known keys here: {known}")
@@ -189,6 +192,10 @@ def read_yaml(path: Path) -> dict:
 
 def load_recipe(schema, path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()):
     """Load a YAML recipe into the dataclass `schema`, apply `key=value` overrides, validate everything."""
+    return _load(schema, path, overrides)[0]
+
+
+def _load(schema, path, overrides) -> tuple[Any, dict]:
     raw = read_yaml(Path(path)) if path else {}
     where = str(path) if path else "defaults"
     # Validate the file on its own first so an error in the file names the file.
@@ -197,12 +204,17 @@ def load_recipe(schema, path: str | Path | None, overrides: list[str] | tuple[st
         key, value = parse_override(item)
         _set_dotted(raw, key, value)
         build_dataclass(schema, raw, "", "command line")
-    return build_dataclass(schema, raw, "", where)
+    return build_dataclass(schema, raw, "", where), raw
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a training/experiment recipe (the `Config` schema)."""
-    cfg = load_recipe(Config, path, overrides)
+    cfg, raw = _load(Config, path, overrides)
+    # Optimisation settings the recipe leaves unset take the model kind's defaults (train.KIND_DEFAULTS).
+    given = raw.get("train") or {}
+    for key, value in KIND_DEFAULTS.get(cfg.model.kind, {}).items():
+        if key not in given:
+            setattr(cfg.train, key, value)
     cfg.source = str(path or "")
     cfg.overrides = list(overrides)
     return cfg

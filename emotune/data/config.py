@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from emotune.errors import check_ranges
+from emotune.vocab import Protocol, Target
 
 
 @dataclasses.dataclass
@@ -16,9 +17,9 @@ class DataConfig:
     label_set: Optional[str] = None  # defaults to the adapter's own label set
     subset: str = "all"  # a named subset of the label set (e.g. iemocap4)
     # reasoning: the LM learns to write the reasoning of `instructions` (emotune instruct) and then the label
-    target: Literal["single", "multi", "soft", "reasoning"] = "single"
+    target: Target = "single"
     instructions: Optional[str] = None  # instruction JSONL whose reasoning records are the reasoning targets
-    protocol: Literal["group_kfold", "logo", "official", "stratified_kfold"] = "group_kfold"
+    protocol: Protocol = "group_kfold"
     folds: int = 6  # for group_kfold / stratified_kfold
     val_groups: int = 1  # groups carved from the training side for validation (never from test)
     val_fraction: float = 0.1  # used when there are no groups to carve from

@@ -42,6 +42,40 @@ class Examples:
         """[N] bool: which samples have feature `name`."""
         return np.array([v is not None for v in self.features[name]], dtype=bool)
 
+    # -- targets: one definition for every model kind (emotune.vocab.TARGETS)
+    def targets(self, target: str) -> np.ndarray:
+        """[N] class index (single, reasoning: scored on the label), or [N, C] 0/1 (multi) / weights (soft)."""
+        return {"multi": self.y_multi, "soft": self.y_soft}.get(target, self.y)
+
+    def has_target(self, target: str) -> np.ndarray:
+        """[N] bool: the samples that carry a target of this kind (the rest cannot be trained or scored)."""
+        if target in ("single", "reasoning"):
+            return self.y >= 0
+        return self.targets(target).sum(axis=1) > 0
+
+    def hard_labels(self) -> np.ndarray:
+        """[N] class index for UA: the single label, else the strongest soft vote, else -1."""
+        soft_top = np.where(self.y_soft.sum(axis=1) > 0, self.y_soft.argmax(axis=1), -1)
+        return np.where(self.y >= 0, self.y, soft_top)
+
+    def concat(self, other: "Examples") -> "Examples":
+        """These samples followed by `other`'s (a feature one side lacks reads as missing there)."""
+        if len(other) == 0:
+            return self
+        names = sorted(set(self.features) | set(other.features))
+        both = lambda a, b: list(a) + list(b)
+        reasoning = None
+        if self.reasoning is not None or other.reasoning is not None:
+            reasoning = both(self.reasoning or [""] * len(self), other.reasoning or [""] * len(other))
+        return Examples(
+            ids=both(self.ids, other.ids), label_names=self.label_names,
+            features={k: both(self.features.get(k, [None] * len(self)), other.features.get(k, [None] * len(other)))
+                      for k in names},
+            texts=both(self.texts, other.texts), context=both(self.context, other.context),
+            y=np.concatenate([self.y, other.y]), y_multi=np.concatenate([self.y_multi, other.y_multi]),
+            y_soft=np.concatenate([self.y_soft, other.y_soft]),
+            groups=both(self.groups, other.groups) if self.groups and other.groups else [], reasoning=reasoning)
+
 
 def dialogue_context(samples: list[Sample], turns: int) -> dict[str, list[str]]:
     """The `turns` utterances before each sample in its dialogue (meta dialogue/turn, same split)."""

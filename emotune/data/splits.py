@@ -21,8 +21,8 @@ from typing import Optional
 
 from emotune.data.sample import Sample
 from emotune.errors import EmotuneError
+from emotune.vocab import GROUPED_PROTOCOLS, PROTOCOLS
 
-PROTOCOLS = ("logo", "group_kfold", "official", "stratified_kfold")
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ def make_folds(samples: list[Sample], protocol: str, folds: int = 6, val_groups:
     labels = {s.id: s.label or (s.labels[0] if s.labels else None) for s in samples}
     group_of = {s.id: s.group for s in samples}
     out: list[Fold] = []
-    if protocol in ("logo", "group_kfold"):
+    if protocol in GROUPED_PROTOCOLS:
         groups = _groups(samples)
         names = list(groups)
         if protocol == "logo":
@@ -144,7 +144,7 @@ def make_folds(samples: list[Sample], protocol: str, folds: int = 6, val_groups:
             vs = set(val)
             out.append(Fold(f"fold{k}", [i for i in rest if i not in vs], val, test))
     for f in out:
-        check_fold(f, group_of if protocol in ("logo", "group_kfold") else None)
+        check_fold(f, group_of if protocol in GROUPED_PROTOCOLS else None)
     return out
 
 

@@ -146,6 +146,15 @@ def average_precision_per_label(Y_true: np.ndarray, scores: np.ndarray) -> np.nd
     return np.array([average_precision(Y_true[:, c], scores[:, c]) for c in range(Y_true.shape[1])])
 
 
+def selection_score(target: str, gold, probs: np.ndarray, names: Sequence[str]) -> float:
+    """What model selection maximises on validation, for every model kind: mAP for multi-label (gold
+    [N, C] 0/1), else UA of the top class (gold [N] class index, -1 = no label)."""
+    if target == "multi":
+        ap = average_precision_per_label(np.asarray(gold), probs)
+        return float(np.nanmean(ap)) if np.isfinite(ap).any() else 0.0
+    return classification_metrics(gold, np.asarray(probs).argmax(axis=1), names)["ua"]
+
+
 def apply_thresholds(scores: np.ndarray, thresholds, at_least_one: bool = False) -> np.ndarray:
     """[N, C] 0/1 from scores ≥ threshold (a scalar or one per label). `at_least_one`: empty rows get their top label."""
     scores = np.asarray(scores, dtype=float)

@@ -30,6 +30,7 @@ import numpy as np
 
 from emotune.config import ConfigError, build_dataclass, load_config, read_yaml
 from emotune.errors import EmotuneError
+from emotune.evaluate.writer import headline_metrics
 from emotune.experiments.cv import fold_jobs
 from emotune.experiments.executor import ExecutorOptions, run_jobs
 from emotune.experiments.run import eval_run, log
@@ -74,7 +75,8 @@ def collect(grid: Grid, out: Path) -> list[dict]:
         fold_dirs = sorted(p.parent for p in (out / setting).glob("*/DONE"))
         for variant, tag in variants.items():
             name = "eval_test" if tag is None else f"eval_test_{tag}"
-            metrics = [json.loads((d / name / "metrics.json").read_text()) for d in fold_dirs if (d / name / "metrics.json").exists()]
+            metrics = [headline_metrics(json.loads((d / name / "metrics.json").read_text()))  # strict figures
+                       for d in fold_dirs if (d / name / "metrics.json").exists()]
             if not metrics:
                 continue
             row = {"setting": setting, "variant": variant or "-", "folds": len(metrics)}

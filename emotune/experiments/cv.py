@@ -59,21 +59,17 @@ def run_folds(config: str, overrides: list[str], cfg: Config, out_dir: Path, opt
     return dirs
 
 
-def read_predictions(run_dir: Path, split: str = "test") -> list[dict]:
-    path = run_dir / f"eval_{split}" / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict:
     """mean ± std over folds, per-class recall, and one confusion matrix summed over folds."""
     from emotune.evaluate import plots
     from emotune.evaluate.metrics import classification_metrics
+    from emotune.evaluate.writer import headline_metrics
 
     per_fold = {}
-    for d in fold_dirs:
-        per_fold[d.name] = json.loads((d / f"eval_{split}" / "metrics.json").read_text())
+    for d in fold_dirs:  # headline = strict figures, also for files written before that layout
+        per_fold[d.name] = headline_metrics(json.loads((d / f"eval_{split}" / "metrics.json").read_text()))
     labels = None
-    cm = None
+    cm = invalid = None  # invalid: generated answers no label could be read from, per gold class
     for d in fold_dirs:
         m = per_fold[d.name]
         names = m.get("labels")
@@ -82,6 +78,8 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
             continue
         labels = names
         cm = fold_cm if cm is None else cm + fold_cm
+        fold_invalid = np.asarray(m.get("invalid_by_gold") or np.zeros(len(names)), dtype=np.int64)
+        invalid = fold_invalid if invalid is None else invalid + fold_invalid
     summary: dict = {"folds": list(per_fold), "split": split}
     for key in SUMMARY_METRICS:
         vals = [m[key] for m in per_fold.values() if key in m]
@@ -100,8 +98,9 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
         plots.confusion_heatmap(cm, labels, labels, out_dir / "confusion_sum.png",
                                 title=f"{out_dir.name}: summed over {len(fold_dirs)} folds")
         # Per-class precision/recall/F1 of the pooled predictions (the summed confusion matrix).
-        gold = np.repeat(np.arange(len(labels)), cm.sum(axis=1))
-        pred = np.concatenate([np.repeat(np.arange(len(labels)), row) for row in cm])
+        # An invalid generated answer counts as wrong here too (prediction -1), as in each fold's headline.
+        gold = np.concatenate([np.repeat(np.arange(len(labels)), cm.sum(axis=1)), np.repeat(np.arange(len(labels)), invalid)])
+        pred = np.concatenate([np.repeat(np.arange(len(labels)), row) for row in cm] + [np.full(int(invalid.sum()), -1)])
         pooled = classification_metrics(gold, pred, labels)
         summary["pooled"] = {k: pooled[k] for k in ("wa", "ua", "macro_f1", "weighted_f1")}
         plots.per_class_bars(pooled["per_class"], out_dir / "per_class_pooled.png",

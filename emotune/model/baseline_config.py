@@ -1,12 +1,14 @@
-"""`model.baseline`: settings of the logistic-regression and MLP heads.
+"""`model.baseline`: what the logistic-regression and MLP heads are (pooling, C grid, MLP shape).
 
-The imbalance option is not here: both baselines take `train.imbalance` (one knob for every model kind).
+How the MLP is optimised (epochs, lr, batch size, patience, weight decay, imbalance) lives in `train.*`,
+the one home of optimisation settings for every trainable kind (see emotune/train/config.py for the
+MLP's own defaults).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from emotune.errors import check_ranges
 
@@ -20,14 +22,12 @@ class BaselineConfig:
     C_grid: list[float] = dataclasses.field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
     inner_folds: int = 5
     max_iter: int = 2000
-    # MLP: one hidden layer (0 = a linear softmax head trained like the MLP), AdamW, early stopping on val UA.
+    # MLP: one hidden layer (0 = a linear softmax head trained like the MLP); trained with `train.*`.
     hidden: int = 256
     dropout: float = 0.3
-    epochs: int = 200
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 64
-    patience: int = 15  # epochs without a better validation UA before stopping
+
+    # Keys that lived here before and now have one home elsewhere: the loader points to it.
+    MOVED: ClassVar[dict[str, str]] = {k: f"train.{k}" for k in ("epochs", "lr", "weight_decay", "batch_size", "patience")}
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"inner_folds": ">=1", "max_iter": ">=1", "hidden": ">=0", "dropout": "0..1", "epochs": ">=1", "lr": ">0", "weight_decay": ">=0", "batch_size": ">=1", "patience": ">=0"})
+        check_ranges(self, {"inner_folds": ">=1", "max_iter": ">=1", "hidden": ">=0", "dropout": "0..1"})

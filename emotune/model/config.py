@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 from emotune.model.baseline_config import BaselineConfig
 from emotune.model.lm_config import LMConfig
+from emotune.vocab import ModelKind
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    kind: Literal["baseline_lr", "baseline_mlp", "emotion_lm"] = "baseline_lr"
+    kind: ModelKind = "baseline_lr"
     # Feature extractors whose cached outputs feed the model (names as in `features.extractors`).
     inputs: list[str] = dataclasses.field(default_factory=lambda: ["egemaps"])
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)

@@ -41,8 +41,8 @@ from emotune.model.lm_config import LMConfig, LoRAConfig
 from emotune.model.projector import Projector
 from emotune.model.prompt import PromptRenderer, Template, load_templates
 from emotune.train.config import TrainConfig
+from emotune.vocab import TARGETS
 
-TARGETS = ("single", "multi", "soft", "reasoning")
 WEIGHTS_FILE = "emotion_lm.safetensors"
 META_FILE = "emotion_lm.json"
 
@@ -455,12 +455,10 @@ class EmotionLM:
         return self.label_names[int(ex.y[i])]
 
     def _targets(self, ex: Examples) -> np.ndarray:
-        return {"multi": ex.y_multi, "soft": ex.y_soft}.get(self.target, ex.y)
+        return ex.targets(self.target)
 
     def _trainable(self, ex: Examples) -> np.ndarray:
-        if self.target in ("single", "reasoning"):
-            return np.flatnonzero(ex.y >= 0)
-        return np.flatnonzero(self._targets(ex).sum(axis=1) > 0)
+        return np.flatnonzero(ex.has_target(self.target))
 
     def _reasoning(self, ex: Examples) -> list[str]:
         texts = getattr(ex, "reasoning", None)
@@ -635,6 +633,5 @@ class _LMTask:
         if self.model.target == "multi":
             m = multilabel_metrics(val.y_multi, probs > 0.5, val.label_names, scores=probs)
             return {k: m[k] for k in ("map", "macro_f1", "micro_f1")}
-        y = val.y if self.model.target in ("single", "reasoning") else val.y_soft.argmax(1)
-        m = classification_metrics(y, probs.argmax(1), val.label_names)
+        m = classification_metrics(val.hard_labels(), probs.argmax(1), val.label_names)
         return {k: m[k] for k in ("ua", "wa", "macro_f1", "weighted_f1")}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 
+# One entry per name in emotune.vocab.MODEL_KINDS (checked by tests/model/test_registry.py).
 KINDS = {
-    "baseline_lr": "emotune.model.baseline:LogisticBaseline",
-    "baseline_mlp": "emotune.model.baseline:MLPBaseline",
+    "baseline_lr": "emotune.model.baseline_lr:LogisticBaseline",
+    "baseline_mlp": "emotune.model.baseline_mlp:MLPBaseline",
     "emotion_lm": "emotune.model.emotion_lm:EmotionLM",
 }
 

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from emotune import vocab
+
 KINDS = ("ce", "focal")
-TARGETS = ("single", "multi", "soft")
+TARGETS = tuple(t for t in vocab.TARGETS if t != "reasoning")  # reasoning is trained on its label: single
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:

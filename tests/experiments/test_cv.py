@@ -26,7 +26,7 @@ def corpus(tmp_path_factory):
 def recipe(tmp: Path, corpus: Path) -> tuple[str, list[str]]:
     overrides = [f"data.root={corpus}", f"data.manifest={tmp}/manifest.jsonl", f"run_dir={tmp}/cv",
                  "data.protocol=logo", "model.kind=baseline_mlp", "model.inputs=[logmel]",
-                 "features.extractors=[logmel]", f"features.cache_dir={tmp}/cache", "model.baseline.epochs=5"]
+                 "features.extractors=[logmel]", f"features.cache_dir={tmp}/cache", "train.epochs=5"]
     return "configs/quickstart.yaml", overrides
 
 

@@ -20,7 +20,7 @@ from emotune.data.prepare import prepare
 from emotune.data.sample import read_manifest
 from emotune.data.splits import make_folds
 from emotune.evaluate.metrics import classification_metrics
-from emotune.model.baseline import LogisticBaseline
+from emotune.model.baseline_lr import LogisticBaseline
 from emotune.model.baseline_config import BaselineConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]

@@ -2,7 +2,6 @@
 
 An adapter module defines:
     LABEL_SET: str                      the label set its labels are canonicalised to
-    PROTOCOL: str                       its standard split protocol (see emotune.data.splits)
     def read(root: Path, options: dict) -> Iterator[Row | Problem]
 A `Problem` is a row that could not be read (file + line + why); `prepare` decides whether that is fatal.
 """

@@ -21,7 +21,6 @@ from emotune.data.sources import Row
 from emotune.errors import EmotuneError
 
 LABEL_SET = "emoset"
-PROTOCOL = "official"
 OPTIONS = (  # anything else is a typo, reported (trust_pickle is the CLI flag, set for every dataset)
     "label_set", "trust_pickle")
 SPLITS = {"train": "train", "val": "dev", "test": "test"}

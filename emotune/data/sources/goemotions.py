@@ -15,7 +15,6 @@ from emotune.data.sample import Problem, Sample
 from emotune.data.sources import Row
 
 LABEL_SET = "goemotions"
-PROTOCOL = "official"
 SPLITS = ("train", "dev", "test")
 
 

@@ -42,7 +42,6 @@ from emotune.data.splits import natural_key
 from emotune.errors import EmotuneError
 
 LABEL_SET = "iemocap"
-PROTOCOL = "logo"
 OPTIONS = (  # anything else is a typo, reported (trust_pickle is the CLI flag, set for every dataset)
     "label_set", "multi_min_votes", "pickle", "trust_pickle")
 # The majority label is the annotation of record: `--subset iemocap4` keeps a turn only when it is in the subset.

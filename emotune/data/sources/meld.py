@@ -16,7 +16,6 @@ from emotune.data.sample import Problem, Sample
 from emotune.data.sources import Row
 
 LABEL_SET = "meld"
-PROTOCOL = "official"
 SPLITS = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 VIDEO_DIRS = {"train": "train_splits", "dev": "dev_splits_complete", "test": "output_repeated_splits_test"}
 REQUIRED = ("Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID")

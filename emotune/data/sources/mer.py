@@ -32,7 +32,6 @@ from emotune.data.sources import Row
 from emotune.errors import EmotuneError
 
 LABEL_SET = "mer"
-PROTOCOL = "official"
 OPTIONS = (  # anything else is a typo, reported (trust_pickle is the CLI flag, set for every dataset)
     "label_set", "annotation", "train", "dev", "test", "split", "transcript", "text_column", "merr_json",
     "features", "video_dir", "audio_dir", "trust_pickle")

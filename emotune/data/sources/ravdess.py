@@ -15,7 +15,6 @@ from emotune.data.sample import Problem, Sample
 from emotune.data.sources import Row
 
 LABEL_SET = "ravdess"
-PROTOCOL = "group_kfold"
 AUDIO_EXT = {".wav", ".flac"}
 VIDEO_EXT = {".mp4"}
 STATEMENTS = {"01": "Kids are talking by the door.", "02": "Dogs are sitting by the door."}

@@ -17,7 +17,6 @@ from emotune.data.sample import Problem, Sample
 from emotune.data.sources import Row
 
 LABEL_SET = "synthetic"
-PROTOCOL = "logo"  # leave one speaker out: 6 speakers, 6 folds
 METADATA = "metadata.csv"
 REQUIRED = ("file", "speaker", "emotion", "text")
 META = ("sentence_id", "wording", "gender", "accent", "voice", "duration_s", "pitch", "range", "rate", "volume",

@@ -31,7 +31,6 @@ from emotune.data.sources import Row
 from emotune.errors import EmotuneError
 
 LABEL_SET = None  # a table names its label set: --option label_set=NAME
-PROTOCOL = "stratified_kfold"  # nothing else to go by, unless the table has a split column (then: official)
 COLUMN_OPTIONS = ("id", "label", "labels", "text", "audio", "video", "image", "group", "split")
 OTHER_OPTIONS = ("file", "id_stem", "label_sep", "media_dir", "unlabelled", "label_set", "delimiter", "trust_pickle")
 TABLE_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".jsonl": None, ".ndjson": None}
