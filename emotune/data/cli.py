@@ -13,7 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser("prepare", help="turn a published dataset into a validated manifest (JSONL)",
                        description="Read a dataset as its authors publish it and write one validated manifest.")
     p.add_argument("dataset", choices=sorted(SOURCES), help="adapter name")
-    p.add_argument("root", help="the dataset folder as published (relative paths also tried under $EMOTUNE_DATA)")
+    p.add_argument("root", help="the dataset folder as published: absolute, or relative to $EMOTUNE_DATA "
+                                "(recorded that way, so the manifest can be moved)")
     p.add_argument("-o", "--output", required=True, help="manifest to write (JSONL)")
     p.add_argument("--subset", default="all", help="named label subset, e.g. iemocap4 (default: all)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -50,13 +51,13 @@ def _options(items: list[str]) -> dict:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from emotune.config import resolve_data_root
     from emotune.data.prepare import prepare
 
     options = _options(args.option)
     if args.trust_pickle:
         options["trust_pickle"] = True
-    prepare(args.dataset, resolve_data_root(args.root), Path(args.output), options, args.skip_invalid,
+    # The root goes in as typed: prepare records it relative to EMOTUNE_DATA when it was found there.
+    prepare(args.dataset, args.root, Path(args.output), options, args.skip_invalid,
             args.subset, check_media=not args.no_media_check)
     return 0
 

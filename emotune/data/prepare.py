@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from emotune.data.labels import load_label_set
-from emotune.data.sample import Problem, Sample, validate, write_manifest
+from emotune.data.sample import Problem, Sample, root_reference, validate, write_manifest
 from emotune.data.sources import Row, get_source
 from emotune.errors import EmotuneError
 
@@ -29,10 +29,12 @@ class PrepareError(EmotuneError):
         super().__init__(f"{problems[0]}{more}")
 
 
-def prepare(dataset: str, root: Path, out: Path, options: Optional[dict] = None, skip_invalid: bool = False,
+def prepare(dataset: str, root: str | Path, out: Path, options: Optional[dict] = None, skip_invalid: bool = False,
             subset: str = "all", check_media: bool = True, log=print) -> dict:
+    """`root` as the user named it: absolute, or relative (to the working directory or to EMOTUNE_DATA).
+    The manifest records it absolute or relative to EMOTUNE_DATA (`root_reference`), so it can be moved."""
     source = get_source(dataset)
-    root = Path(root)
+    root, root_ref = root_reference(root)
     if not root.exists():
         raise EmotuneError(f"dataset root not found: {root}")
     options = dict(options or {})
@@ -81,8 +83,8 @@ def prepare(dataset: str, root: Path, out: Path, options: Optional[dict] = None,
                 dropped[original] += 1
                 continue
         final.append(s)
-    n = write_manifest(out, dataset, root, label_set_name, subset, final)
-    report = {"dataset": dataset, "root": str(root), "manifest": str(out), "written": n,
+    n = write_manifest(out, dataset, root, label_set_name, subset, final, root_ref=root_ref)
+    report = {"dataset": dataset, "root": root_ref, "manifest": str(out), "written": n,
               "invalid": len(problems), "dropped_outside_subset": sum(dropped.values()),
               "dropped_by_label": dict(dropped), "skipped": dict(skipped)}
     if problems:

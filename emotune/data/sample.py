@@ -3,8 +3,13 @@
 A manifest is JSONL. Its first line is a header naming the dataset, its root and its label set, so the
 file is self-describing and media paths (relative to the root) resolve wherever the manifest travels:
 
-    {"emotune_manifest": 1, "dataset": "ravdess", "root": "...", "label_set": "ravdess", "subset": "all"}
+    {"emotune_manifest": 2, "dataset": "ravdess", "root": "ravdess_speech", "root_base": "EMOTUNE_DATA", ...}
     {"id": "03-01-05-02-01-01-12", "dataset": "ravdess", "label": "angry", ...}
+
+The root is recorded as the user gave it: an absolute path, or a path relative to `EMOTUNE_DATA`
+(`root_base`), never relative to the manifest's folder or to the working directory of `prepare`, so a
+manifest copied to another folder, machine or checkout still finds its media. Version-1 manifests
+(root relative to the manifest's folder) are still read as they were written.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any, Iterable, Optional
 from emotune.errors import EmotuneError
 
 MEDIA_FIELDS = ("audio", "video", "image")
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+DATA_HOME_BASE = "EMOTUNE_DATA"  # root_base of a root recorded relative to $EMOTUNE_DATA
 
 
 @dataclasses.dataclass
@@ -73,11 +79,35 @@ class Problem:
 @dataclasses.dataclass
 class Manifest:
     dataset: str
-    root: Path
+    root_ref: str | Path  # the root as the header records it
     label_set: str
     subset: str
     samples: list[Sample]
     path: Optional[Path] = None
+    # What a relative `root_ref` is relative to: "absolute" (it is not relative), DATA_HOME_BASE, or
+    # "manifest" (version-1 headers: the manifest's own folder).
+    root_base: str = "absolute"
+
+    @property
+    def root(self) -> Path:
+        """The dataset folder now. Resolved on use (EMOTUNE_DATA may differ between machines), so reading a
+        manifest for its labels or splits never needs the media; an unfindable relative root stops here."""
+        ref = Path(os.path.expanduser(str(self.root_ref)))
+        if ref.is_absolute() or self.root_base == "absolute":
+            return ref
+        if self.root_base == "manifest":
+            return Path(os.path.abspath(self.path)).parent / ref if self.path else ref
+        from emotune.config import data_home
+
+        home = data_home()
+        where = f"manifest {self.path}" if self.path else "manifest"
+        if home is None:
+            raise EmotuneError(f"{where}: dataset root '{self.root_ref}' is relative to EMOTUNE_DATA, which is not set "
+                               f"(set EMOTUNE_DATA to the folder that holds {ref.as_posix()}/)")
+        if not (home / ref).is_dir():
+            raise EmotuneError(f"{where}: dataset root '{self.root_ref}' not found: looked in {home / ref} "
+                               f"(EMOTUNE_DATA={home})")
+        return home / ref
 
     def by_id(self) -> dict[str, Sample]:
         return {s.id: s for s in self.samples}
@@ -104,18 +134,39 @@ def safe_join(root: Path, rel: str, where: str = "") -> Path:
     return target
 
 
-def write_manifest(path: Path, dataset: str, root: Path, label_set: str, subset: str, samples: Iterable[Sample]) -> int:
-    """Write atomically (temp file + rename), so a killed prepare never leaves half a manifest."""
+def root_reference(given: str | Path) -> tuple[Path, str]:
+    """(the dataset folder now, how a manifest records it) for a root as the user named it.
+
+    Absolute stays absolute. A relative name found under EMOTUNE_DATA is recorded relative to it, so the
+    manifest works on any machine whose EMOTUNE_DATA holds the dataset. A relative name found only under
+    the working directory is recorded absolute: the working directory of `prepare` means nothing later.
+    """
+    from emotune.config import data_home, resolve_data_root
+
+    p = Path(os.path.expanduser(str(given)))
+    if p.is_absolute():
+        return p, str(p)
+    home = data_home()
+    in_home = home / p if home is not None and (home / p).exists() else None
+    if p.exists() and not (in_home is not None and in_home.resolve() == p.resolve()):
+        return Path(os.path.abspath(p)), os.path.abspath(p)
+    if in_home is not None:
+        return in_home, p.as_posix()
+    return resolve_data_root(str(given)), str(given)  # raises: not found here nor under EMOTUNE_DATA
+
+
+def write_manifest(path: Path, dataset: str, root: Path, label_set: str, subset: str, samples: Iterable[Sample],
+                   root_ref: Optional[str] = None) -> int:
+    """Write atomically (temp file + rename), so a killed prepare never leaves half a manifest.
+
+    `root_ref` is how the header records the root (see `root_reference`); by default `root`, made absolute."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    root_abs = Path(os.path.abspath(root))
-    # Store the root relative to the manifest when that is shorter to move around; absolute otherwise.
-    try:
-        root_str = os.path.relpath(root_abs, start=os.path.abspath(path.parent))
-    except ValueError:
-        root_str = str(root_abs)
-    header = {"emotune_manifest": MANIFEST_VERSION, "dataset": dataset, "root": root_str,
-              "label_set": label_set, "subset": subset}
+    ref = str(root_ref) if root_ref is not None else os.path.abspath(root)
+    header = {"emotune_manifest": MANIFEST_VERSION, "dataset": dataset, "root": ref}
+    if not Path(ref).is_absolute():
+        header["root_base"] = DATA_HOME_BASE
+    header.update({"label_set": label_set, "subset": subset})
     tmp = path.with_name(path.name + ".tmp")
     n = 0
     with open(tmp, "w", encoding="utf-8") as f:
@@ -156,10 +207,20 @@ def read_manifest(path: str | Path) -> Manifest:
                 raise EmotuneError(f"{path}:{lineno}: {exc}") from None
     if header is None:
         raise EmotuneError(f"{path}: empty manifest")
-    root = Path(header["root"])
-    if not root.is_absolute():
-        root = path.parent / root
-    return Manifest(header["dataset"], root, header["label_set"], header.get("subset", "all"), samples, path)
+    for key in ("dataset", "root", "label_set"):
+        if not isinstance(header.get(key), str):
+            raise EmotuneError(f"{path}:1: manifest header lacks '{key}'")
+    # Version 1 recorded a relative root relative to the manifest's folder: read old files as written.
+    if Path(header["root"]).is_absolute():
+        base = "absolute"
+    elif header.get("emotune_manifest") == 1:
+        base = "manifest"
+    else:
+        base = header.get("root_base", DATA_HOME_BASE)
+        if base != DATA_HOME_BASE:
+            raise EmotuneError(f"{path}:1: unknown root_base '{base}' (expected {DATA_HOME_BASE})")
+    return Manifest(header["dataset"], header["root"], header["label_set"], header.get("subset", "all"), samples,
+                    path, root_base=base)
 
 
 def validate(samples: list[Sample], root: Path, label_set, check_media: bool = True, source: str = "manifest",

@@ -14,9 +14,7 @@ A run directory holds everything needed to re-evaluate or serve it, and nothing 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
 import shlex
 import sys
 import time
@@ -25,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from emotune.config import Config, load_config, resolve_data_root, save_config
+from emotune.config import Config, load_config, save_config
 from emotune.data.examples import Examples, build_examples
 from emotune.data.labels import load_label_set
 from emotune.data.sample import Manifest, read_manifest
@@ -33,6 +31,7 @@ from emotune.data.splits import Fold, check_fold, make_folds
 from emotune.errors import EmotuneError
 from emotune.identity import check_or_claim, make_identity
 from emotune.process import is_main_process
+from emotune.vocab import GROUPED_PROTOCOLS
 
 
 def log(msg: str) -> None:
@@ -49,7 +48,7 @@ def ensure_manifest(cfg: Config) -> Manifest:
         options = dict(cfg.data.options)
         if cfg.data.label_set:
             options["label_set"] = cfg.data.label_set
-        prepare(cfg.data.dataset, resolve_data_root(cfg.data.root), path, options, log=log)
+        prepare(cfg.data.dataset, cfg.data.root, path, options, log=log)  # recorded as given (survives a move)
     return read_manifest(path)
 
 
@@ -62,11 +61,22 @@ def folds_for(cfg: Config, manifest: Manifest) -> list[Fold]:
                       cfg.data.val_fraction, cfg.seed)
 
 
+def asr_spec(cfg: Config) -> str:
+    """The ASR extractor as the recipe lists it (settings such as the language included), else plain asr."""
+    from emotune.features.base import parse_spec
+
+    return next((spec for spec in cfg.features.extractors if parse_spec(spec)[0] == "asr"), "asr")
+
+
 def feature_names(cfg: Config) -> list[str]:
+    """The extractors a run loads: the model's inputs, and ASR only when the model reads the transcript
+    (a prompt showing it, or a text encoder falling back to it) — never merely because
+    features.extractors lists asr for other runs."""
+    from emotune.features.text_use import wants_asr
+
     names = list(cfg.model.inputs)
-    # ASR fills the transcript of samples that have audio but no text (used in prompts and by text encoders).
-    if "asr" in cfg.features.extractors and "asr" not in names:
-        names.append("asr")
+    if wants_asr(cfg) and asr_spec(cfg) not in names:
+        names.append(asr_spec(cfg))
     return names
 
 
@@ -79,9 +89,10 @@ def load_inputs(cfg: Config, manifest: Manifest) -> tuple[dict[str, dict[str, np
 
     cache_dir = Path(cfg.features.cache_dir) if cfg.features.cache_dir else None
     ensure_features(manifest, names, cache_dir, workers=cfg.features.workers)
-    vectors = [n for n in names if n != "asr"]
+    asr = asr_spec(cfg)
+    vectors = [n for n in names if n != asr]
     feats = load_features(manifest, vectors, cache_dir) if vectors else {}
-    transcripts = load_transcripts(manifest, cache_dir) if "asr" in names else {}
+    transcripts = load_transcripts(manifest, cache_dir, asr) if asr in names else {}
     return feats, transcripts
 
 
@@ -188,7 +199,7 @@ def build_model(cfg: Config, label_names: list[str], shapes: dict[str, tuple]):
     if cfg.model.kind == "emotion_lm":
         return cls(label_names, list(cfg.model.inputs), shapes, cfg.model.lm, cfg.train, target=cfg.data.target, seed=cfg.seed)
     return cls(label_names, list(cfg.model.inputs), cfg.model.baseline, target=cfg.data.target,
-               imbalance=cfg.train.imbalance, seed=cfg.seed, focal_gamma=cfg.train.focal_gamma)
+               imbalance=cfg.train.imbalance, seed=cfg.seed, focal_gamma=cfg.train.focal_gamma, train=cfg.train)
 
 
 def load_model(cfg: Config, run_dir: Path):
@@ -249,7 +260,7 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
             f"(delete it or give another run_dir=... to train again)")
         return json.loads((run_dir / f"eval_{cfg.eval.split}" / "metrics.json").read_text())
     feats, transcripts = inputs if inputs is not None else load_inputs(cfg, manifest)
-    check_fold(fold, {s.id: s.group for s in manifest.samples} if cfg.data.protocol in ("logo", "group_kfold") else None)
+    check_fold(fold, {s.id: s.group for s in manifest.samples} if cfg.data.protocol in GROUPED_PROTOCOLS else None)
     data = fold_data(cfg, manifest, fold, feats, transcripts)
     if main and not claimed:
         # Written once, when the folder is claimed: it always describes the weights inside.

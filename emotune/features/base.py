@@ -50,6 +50,22 @@ class Pending(Exception):
 
 PENDING = "\0pending"  # placeholder transcript while planning a run that also runs ASR
 
+# Why the ASR extractor gives no transcript on purpose (it never writes English it did not hear).
+ASR_NOT_ENGLISH = "no transcript: not English speech (the ASR model is English-only)"
+ASR_LANGUAGE_UNSUPPORTED = "no transcript: the ASR model is English-only and the language set is not en"
+
+# Missing reasons that describe the sample, not a fault: it carries no input of this kind, or an extractor
+# declines it by design. Every other reason (a media file absent, empty, unreadable or too short; an
+# unexpected error) is a failure, and `emotune features` exits non-zero on it.
+NOT_FAILURES = frozenset({
+    "no audio in sample", "no video or image in sample", "no text in sample", "no text and no ASR transcript",
+    "empty ASR transcript", "sample has a transcript", "no face found", ASR_NOT_ENGLISH, ASR_LANGUAGE_UNSUPPORTED,
+})
+
+
+def is_failure(reason: str) -> bool:
+    return reason not in NOT_FAILURES
+
 
 _HASHES: dict[tuple, str] = {}
 

@@ -13,8 +13,10 @@ def register(sub) -> None:
         description="Run feature extractors over a manifest; only what the cache lacks is computed.\n"
                     "Give a recipe (CONFIG [key=value ...]: reads data.manifest and features.*)\n"
                     "or --manifest and --extractors. Extractor specs take settings inline:\n"
-                    "  egemaps, logmel, whisper, whisper_seq(k=8), asr, minilm, fer(frames=16), hf:<model id or path>\n"
-                    "Unreadable media are recorded as missing with a reason and the run goes on.",
+                    "  egemaps, logmel, whisper, whisper_seq(k=8), asr(language=auto), minilm, fer(frames=16), hf:<model id or path>\n"
+                    "Unreadable media are recorded as missing with a reason and the run goes on; the exit\n"
+                    "status is then 1, and the count and the first files are printed (also with --check).\n"
+                    "asr (Whisper) runs only when listed: text extractors otherwise embed the samples' own text.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  emotune features configs/ravdess.yaml\n"
@@ -75,11 +77,30 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.check:
         report = coverage(manifest, names, cache)
         print(json.dumps(report, indent=1) if args.json else render_coverage(report, manifest_path, cache))
-        # Exit 1 when something was never extracted, so scripts can test `emotune features --check`.
-        return 1 if any(r["not_extracted"] for r in report.values()) else 0
+        # Exit 1 when something was never extracted or cannot be (media gone, unreadable), so scripts and
+        # CI can test `emotune features --check`; samples that simply lack a modality do not count.
+        failed = report_failures(report, manifest_path)
+        return 1 if failed or any(r["not_extracted"] for r in report.values()) else 0
     summary = ensure_features(manifest, names, cache, workers=workers, progress=not args.quiet, flush_every=flush)
     print(json.dumps(summary, indent=1) if args.json else render_summary(summary, cache))
-    return 0
+    return 1 if report_failures(summary, manifest_path) else 0
+
+
+SHOWN_FAILURES = 5
+
+
+def report_failures(results: dict, manifest_path) -> int:
+    """Print (stderr) how many samples failed and the first few files; return that count (0: nothing to say)."""
+    first: dict[str, str] = {}  # path -> reason, in order; one sample failing two extractors counts once
+    for r in results.values():
+        for f in r.get("failed", []):
+            first.setdefault(f["path"], f["reason"])
+    if first:
+        shown = "; ".join(f"{p} ({why})" for p, why in list(first.items())[:SHOWN_FAILURES])
+        more = f"; and {len(first) - SHOWN_FAILURES} more" if len(first) > SHOWN_FAILURES else ""
+        print(f"error: {len(first)} sample(s) of {manifest_path} have missing or unreadable media or failed "
+              f"extraction: {shown}{more}", file=sys.stderr)
+    return len(first)
 
 
 def _missing_text(missing: dict) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from emotune.config import cache_home
 from emotune.data.sample import Manifest, Sample
 from emotune.errors import EmotuneError
-from emotune.features.base import PENDING, Extractor, Missing, Output, Pending, get_extractor
+from emotune.features.base import PENDING, Extractor, Missing, Output, Pending, get_extractor, is_failure
 from emotune.features.cache import FeatureCache, Record
 from emotune.features.runner import Failure, Task, run_tasks, sample_key
 
@@ -33,36 +33,49 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def _run_order(names: list[str], samples: list[Sample]) -> list[tuple[str, Extractor]]:
-    """(name, extractor) pairs with ASR first, adding ASR when a text extractor needs transcripts."""
+def _run_order(names: list[str]) -> list[tuple[str, Extractor]]:
+    """(name, extractor) pairs with ASR first, so text extractors later in the run read its transcripts.
+
+    ASR runs only when it is named: it is slow, and a transcript is only worth making for a run whose
+    model reads text (`emotune.features.text_use`); a text extractor without it embeds the samples'
+    own text and counts the others as "no text and no ASR transcript"."""
     pairs = [(n, get_extractor(n)) for n in dict.fromkeys(names)]
-    wants_asr = any(ex.uses_transcripts for _, ex in pairs) and any(not s.text and (s.audio or s.video) for s in samples)
-    if wants_asr and not any(ex.name == ASR for _, ex in pairs):
-        pairs.append((ASR, get_extractor(ASR)))
     return sorted(pairs, key=lambda p: p[1].name != ASR)
+
+
+def _where(s: Sample, root: Path, src=None) -> str:
+    """The file a failure is about (or the sample, for text), for a message a person can act on."""
+    if src is not None and src.path is not None:
+        return str(src.path)
+    rel = s.audio or s.video or s.image
+    return str(Path(root) / rel) if rel else sample_key(s)
 
 
 def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None = None, workers: int = 1,
                     progress: bool = True, flush_every: int = 32, log: Callable[[str], None] = _stderr) -> dict:
-    """Extract whatever is not cached yet. Returns {name: {"done", "cached", "missing": {reason: n}, "modality"}}.
+    """Extract whatever is not cached yet.
+    Returns {name: {"done", "cached", "missing": {reason: n}, "modality", "failed": [{"path", "reason"}]}}.
 
     "done" counts samples computed now, "cached" those already there; "missing" counts samples without
     this modality, unreadable media (also recorded in the cache, so not retried until the file changes)
-    and unexpected errors (not recorded: retried next run). Results are saved every `flush_every` samples.
+    and unexpected errors (not recorded: retried next run). "failed" lists the missing samples that are
+    faults (`is_failure`: media absent or unreadable, errors), not samples that simply lack the input.
+    Results are saved every `flush_every` samples.
     """
     if flush_every < 1:
         raise EmotuneError(f"flush_every must be at least 1, got {flush_every}")
     cache = FeatureCache(default_cache_dir(cache_dir))
     samples, root = manifest.samples, manifest.root
     datasets = {s.dataset for s in samples}
-    order = _run_order(names, samples)
+    order = _run_order(names)
     stats: dict[str, dict] = {}
     plan: dict[str, set[int]] = {}
     transcripts: dict[str, str] = {}
+    where: dict[tuple[str, str], str] = {}  # (spec, sample key) -> its file, for failures found while computing
     for _, ex in order:
         if ex.spec in stats:
             continue
-        st = stats[ex.spec] = {"done": 0, "cached": 0, "missing": Counter(), "modality": ex.modality}
+        st = stats[ex.spec] = {"done": 0, "cached": 0, "missing": Counter(), "modality": ex.modality, "failed": []}
         index = cache.scan(ex.key, datasets, repair=True)
         for path, why in index.corrupt:
             log(f"warning: deleted corrupt cache shard {path} ({why}); its samples will be extracted again")
@@ -76,17 +89,19 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
                 todo.add(i)
                 continue
             except Missing as m:
-                st["missing"][m.reason] += 1
+                _count_missing(st, m.reason, s, root)
                 continue
             entry = index.get(sample_key(s), src.fingerprint)
             if entry is None:
                 todo.add(i)
+                if src.path is not None:
+                    where[ex.spec, sample_key(s)] = str(src.path)
             elif entry.ok:
                 st["cached"] += 1
                 if ex.name == ASR:
                     transcripts[s.id] = entry.value
             else:
-                st["missing"][entry.reason] += 1
+                _count_missing(st, entry.reason, s, root, src)
         if ex.name == ASR:
             transcripts.update({samples[i].id: PENDING for i in todo})
 
@@ -115,6 +130,8 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
                             stats[spec]["done"] += 1
                         else:
                             stats[spec]["missing"][res.reason] += 1
+                            if is_failure(res.reason):
+                                stats[spec]["failed"].append({"path": where.get((spec, skey), skey), "reason": res.reason})
                         if fp and not isinstance(res, Failure):
                             records.append(Record(skey, fp, res))
                     if records:
@@ -123,6 +140,12 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
         finally:
             bar.close()
     return {name: {**stats[ex.spec], "missing": dict(stats[ex.spec]["missing"])} for name, ex in order}
+
+
+def _count_missing(st: dict, reason: str, s: Sample, root: Path, src=None) -> None:
+    st["missing"][reason] += 1
+    if is_failure(reason):
+        st["failed"].append({"path": _where(s, root, src), "reason": reason})
 
 
 def load_features(manifest: Manifest, names: list[str], cache_dir: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
@@ -155,46 +178,54 @@ def coverage(manifest: Manifest, names: list[str], cache_dir: Path | None = None
     """Per extractor: how many samples have a current result, which are missing and why, which were never run.
 
     `not_applicable` counts the missing samples that have no input of this kind at all (an audio-only
-    sample for a face extractor); the rest of `missing` are inputs that could not be read."""
+    sample for a face extractor); the rest of `missing` are inputs that could not be read. `failed` lists
+    the faults among them (`is_failure`), including media files that are gone since the last extraction."""
     cache = FeatureCache(default_cache_dir(cache_dir))
     transcripts = None
     report = {}
+    root = manifest.root
     for name in dict.fromkeys(names):
         ex = get_extractor(name)
         if ex.uses_transcripts and transcripts is None:
             transcripts = load_transcripts(manifest, cache_dir)
         row = {"modality": ex.modality, "key": ex.key, "total": len(manifest.samples), "present": 0,
-               "missing": Counter(), "not_extracted": 0, "not_applicable": 0}
-        for s, e in _current(cache, ex, manifest, transcripts or {}, keep_missing=True):
-            if isinstance(e, Missing):  # the sample has no input of this kind (no video, no text...)
-                row["missing"][e.reason] += 1
-                row["not_applicable"] += 1
+               "missing": Counter(), "not_extracted": 0, "not_applicable": 0, "failed": []}
+        for s, e, src in _current(cache, ex, manifest, transcripts or {}, keep_missing=True, with_source=True):
+            if isinstance(e, Missing):  # no input of this kind (no video, no text...), or a path outside the root
+                _count_missing(row, e.reason, s, root)
+                row["not_applicable"] += not is_failure(e.reason)
+            elif e is None and src.path is not None and not src.path.exists():
+                _count_missing(row, "file not found", s, root, src)  # deleted since it was extracted
             elif e is None:
                 row["not_extracted"] += 1
             elif e.ok:
                 row["present"] += 1
             else:
-                row["missing"][e.reason] += 1
+                _count_missing(row, e.reason, s, root, src)
         row["missing"] = dict(row["missing"])
         report[name] = row
     return report
 
 
-def _current(cache: FeatureCache, ex: Extractor, manifest: Manifest, transcripts: dict[str, str], keep_missing: bool = False):
-    """(sample, entry or None) for every sample that has this modality; with keep_missing also (sample, Missing)."""
+def _current(cache: FeatureCache, ex: Extractor, manifest: Manifest, transcripts: dict[str, str], keep_missing: bool = False,
+             with_source: bool = False):
+    """(sample, entry or None) for every sample that has this modality; with keep_missing also (sample, Missing).
+    with_source adds the Source (None beside a Missing) as a third item."""
     index = cache.scan(ex.key, {s.dataset for s in manifest.samples})
     for path, why in index.corrupt:
         _stderr(f"warning: skipping corrupt cache shard {path} ({why}); `emotune features` will rebuild it")
+    root = manifest.root
     for s in manifest.samples:
         try:
-            src = ex.source(s, manifest.root, transcripts)
+            src = ex.source(s, root, transcripts)
         except Missing as m:
             if keep_missing:
-                yield s, m
+                yield (s, m, None) if with_source else (s, m)
             continue
         except Pending:
             continue
-        yield s, index.get(sample_key(s), src.fingerprint)
+        entry = index.get(sample_key(s), src.fingerprint)
+        yield (s, entry, src) if with_source else (s, entry)
 
 
 def extractor_info(name: str) -> dict:

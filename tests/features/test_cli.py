@@ -22,17 +22,19 @@ def test_features_verb_from_flags_and_recipe(media_dir, tmp_path):
     assert r.returncode == 1 and "egemaps" in r.stdout  # nothing extracted yet: exit 1 for scripts
 
     r = emotune("features", "--manifest", m.path, "--extractors", "egemaps", "--cache-dir", cache, "--quiet")
-    assert r.returncode == 0, r.stderr
+    # The empty file is recorded as missing and the run goes on, but the exit status says a sample failed.
+    assert r.returncode == 1 and "1 sample(s)" in r.stderr and "empty.wav (empty file (0 bytes))" in r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith("egemaps"))
     assert row.split()[:5] == ["egemaps", "audio", "1", "0", "1"] and "empty file (0 bytes)" in row
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"data:\n  manifest: {m.path}\nfeatures:\n  extractors: [logmel]\n  cache_dir: {cache}\n")
     r = emotune("features", recipe, "features.extractors=[egemaps]", "--json", "--quiet")
-    assert json.loads(r.stdout)["egemaps"] == {"done": 0, "cached": 1, "missing": {"empty file (0 bytes)": 1}, "modality": "audio"}
+    assert json.loads(r.stdout)["egemaps"] == {"done": 0, "cached": 1, "missing": {"empty file (0 bytes)": 1}, "modality": "audio",
+                                               "failed": [{"path": str(media_dir / "empty.wav"), "reason": "empty file (0 bytes)"}]}
 
     r = emotune("features", recipe, "features.extractors=[egemaps]", "--check", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["egemaps"]["present"] == 1
+    assert r.returncode == 1 and json.loads(r.stdout)["egemaps"]["present"] == 1
 
 
 def test_features_list_and_errors(tmp_path):

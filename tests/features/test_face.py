@@ -33,8 +33,9 @@ def test_mer_examples_faces_fer_and_audio(mer_root, media_dir, tmp_path):
 
     summary = ensure_features(m, ["fer", "egemaps"], cache, progress=False)
     broken = {"unreadable media (Invalid data found when processing input)": 1}
-    assert summary["fer"] == {"done": 4, "cached": 0, "missing": broken, "modality": "face"}
-    assert summary["egemaps"] == {"done": 4, "cached": 0, "missing": broken, "modality": "audio"}
+    failed = [{"path": str(root / "broken.mp4"), "reason": next(iter(broken))}]
+    assert summary["fer"] == {"done": 4, "cached": 0, "missing": broken, "modality": "face", "failed": failed}
+    assert summary["egemaps"] == {"done": 4, "cached": 0, "missing": broken, "modality": "audio", "failed": failed}
 
     feats = load_features(m, ["fer", "egemaps"], cache)
     assert sorted(feats["fer"]) == sorted(feats["egemaps"]) == sorted(s.id for s in samples[:4])

@@ -66,7 +66,7 @@ def test_corrupt_shard_is_detected_and_rebuilt(media_dir, tmp_path, capsys):
     assert "corrupt cache shard" in capsys.readouterr().err
 
     s = ensure_features(m, ["logmel"], cache, progress=False, log=lambda msg: None)["logmel"]
-    assert s == {"done": 2, "cached": 1, "missing": {}, "modality": "audio"}
+    assert s == {"done": 2, "cached": 1, "missing": {}, "modality": "audio", "failed": []}
     assert not shards[0].exists()
     after = load_features(m, ["logmel"], cache)["logmel"]
     assert all(np.array_equal(before[k], after[k]) for k in before)
@@ -123,7 +123,8 @@ def test_worker_processes_give_the_same_cache(media_dir, tmp_path):
     m = make_manifest(tmp_path / "m.jsonl", media_dir, samples)
     s2 = ensure_features(m, ["egemaps"], tmp_path / "two", workers=2, progress=False, flush_every=2)["egemaps"]
     s1 = ensure_features(m, ["egemaps"], tmp_path / "one", workers=1, progress=False)["egemaps"]
-    assert s1 == s2 == {"done": 6, "cached": 0, "missing": {"empty file (0 bytes)": 1}, "modality": "audio"}
+    assert s1 == s2 == {"done": 6, "cached": 0, "missing": {"empty file (0 bytes)": 1}, "modality": "audio",
+                        "failed": [{"path": str(media_dir / "empty.wav"), "reason": "empty file (0 bytes)"}]}
     a, b = (load_features(m, ["egemaps"], tmp_path / d)["egemaps"] for d in ("one", "two"))
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     assert len(FeatureCache(tmp_path / "two").shard_files(get_extractor("egemaps").key)) == 4  # one per chunk of 2
