@@ -9,6 +9,7 @@ from pathlib import Path
 
 def register(sub) -> None:
     from emotune.data.sources import SOURCES
+    from emotune.vocab import PROTOCOLS
 
     p = sub.add_parser("prepare", help="turn a published dataset into a validated manifest (JSONL)",
                        description="Read a dataset as its authors publish it and write one validated manifest.")
@@ -27,25 +28,28 @@ def register(sub) -> None:
 
     p = sub.add_parser("splits", help="write leakage-free folds (lists of ids) for a manifest",
                        description="Make the folds of a split protocol and check that no id or group leaks.")
-    p.add_argument("manifest")
-    p.add_argument("--protocol", required=True, choices=["logo", "group_kfold", "official", "stratified_kfold"])
-    p.add_argument("--folds", type=int, default=6)
+    p.add_argument("manifest", help="manifest written by `emotune prepare`")
+    p.add_argument("--protocol", required=True, choices=PROTOCOLS,
+                   help="logo: one group out; group_kfold: k folds of whole groups; official: the dataset's "
+                        "own train/dev/test; stratified_kfold: k folds balanced by label (no groups)")
+    p.add_argument("--folds", type=int, default=6, help="number of folds (group_kfold, stratified_kfold)")
     p.add_argument("--val-groups", type=int, default=1, help="training groups held out for validation")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of the training side held out for validation when there are no groups")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffles (stratified folds, validation draw)")
     p.add_argument("-o", "--output", help="folder for the fold files (default: <manifest>.splits/<protocol>)")
     p.set_defaults(func=cmd_splits)
 
     p = sub.add_parser("data", help="inspect a manifest", description="Inspect a manifest.")
-    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    dsub = p.add_subparsers(dest="data_cmd", required=True, metavar="COMMAND", help="what to do with the manifest")
     s = dsub.add_parser("stats", help="counts per label / split / group and modality coverage")
-    s.add_argument("manifest")
+    s.add_argument("manifest", help="manifest written by `emotune prepare`")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_stats)
 
 
 def _options(items: list[str]) -> dict:
-    from emotune.config import parse_override
+    from emotune.recipe import parse_override
 
     return dict(parse_override(i) for i in items)
 

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 from emotune.data.labels import load_label_set
 from emotune.data.sample import Problem, Sample, root_reference, validate, write_manifest
-from emotune.data.sources import Row, get_source
+from emotune.data.sources import Row, Skipped, get_source
 from emotune.errors import EmotuneError
-
-
-@dataclasses.dataclass
-class Skipped:
-    """A row an adapter leaves out on purpose (e.g. an unlabelled table row): counted, never an error."""
-
-    reason: str
 
 
 class PrepareError(EmotuneError):
@@ -100,6 +91,3 @@ def prepare(dataset: str, root: str | Path, out: Path, options: Optional[dict] =
     log(f"wrote {n} samples to {out}")
     return report
 
-
-def summary_json(report: dict) -> str:
-    return json.dumps(report, indent=2)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from emotune.errors import EmotuneError
+from emotune.io import read_jsonl
 
 MEDIA_FIELDS = ("audio", "video", "image")
 MANIFEST_VERSION = 2
@@ -97,7 +98,7 @@ class Manifest:
             return ref
         if self.root_base == "manifest":
             return Path(os.path.abspath(self.path)).parent / ref if self.path else ref
-        from emotune.config import data_home
+        from emotune.paths import data_home
 
         home = data_home()
         where = f"manifest {self.path}" if self.path else "manifest"
@@ -141,7 +142,7 @@ def root_reference(given: str | Path) -> tuple[Path, str]:
     manifest works on any machine whose EMOTUNE_DATA holds the dataset. A relative name found only under
     the working directory is recorded absolute: the working directory of `prepare` means nothing later.
     """
-    from emotune.config import data_home, resolve_data_root
+    from emotune.paths import data_home, resolve_data_root
 
     p = Path(os.path.expanduser(str(given)))
     if p.is_absolute():
@@ -184,27 +185,16 @@ def read_manifest(path: str | Path) -> Manifest:
         raise EmotuneError(f"manifest not found: {path} (make one with `emotune prepare`)")
     samples: list[Sample] = []
     header = None
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise EmotuneError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start + 1} of the line)") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EmotuneError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if header is None:
-                if not isinstance(obj, dict) or "emotune_manifest" not in obj:
-                    raise EmotuneError(f"{path}:1: not an emotune manifest (no header line)")
-                header = obj
-                continue
-            try:
-                samples.append(Sample.from_dict(obj))
-            except (TypeError, ValueError) as exc:
-                raise EmotuneError(f"{path}:{lineno}: {exc}") from None
+    for lineno, obj in read_jsonl(path):
+        if header is None:
+            if not isinstance(obj, dict) or "emotune_manifest" not in obj:
+                raise EmotuneError(f"{path}:1: not an emotune manifest (no header line)")
+            header = obj
+            continue
+        try:
+            samples.append(Sample.from_dict(obj))
+        except (TypeError, ValueError) as exc:
+            raise EmotuneError(f"{path}:{lineno}: {exc}") from None
     if header is None:
         raise EmotuneError(f"{path}: empty manifest")
     for key in ("dataset", "root", "label_set"):

@@ -28,12 +28,13 @@ from typing import Optional
 
 import numpy as np
 
-from emotune.config import ConfigError, build_dataclass, load_config, read_yaml
-from emotune.errors import EmotuneError
+from emotune.config import load_config
+from emotune.errors import ConfigError, EmotuneError
 from emotune.evaluate.writer import headline_metrics
 from emotune.experiments.cv import fold_jobs
 from emotune.experiments.executor import ExecutorOptions, run_jobs
 from emotune.experiments.run import eval_run, log
+from emotune.recipe import build_dataclass, read_yaml
 
 
 @dataclasses.dataclass

@@ -30,6 +30,7 @@ from emotune.data.sample import Manifest, read_manifest
 from emotune.data.splits import Fold, check_fold, make_folds
 from emotune.errors import EmotuneError
 from emotune.identity import check_or_claim, make_identity
+from emotune.io import read_jsonl
 from emotune.process import is_main_process
 from emotune.vocab import GROUPED_PROTOCOLS
 
@@ -167,14 +168,8 @@ def read_reasoning(cfg: Config) -> dict[str, str]:
     if not path.exists():
         raise EmotuneError(f"instruction file not found: {path}")
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EmotuneError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if rec.get("kind") != "reasoning":
+    for _, rec in read_jsonl(path):
+        if not isinstance(rec, dict) or rec.get("kind") != "reasoning":
             continue
         answers = [t.get("value", "") for t in rec.get("conversations", []) if t.get("from") == "gpt"]
         if answers and rec.get("sample_id"):
@@ -217,8 +212,6 @@ def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score
     if mode == "generate":
         from emotune.evaluate.decode import parse_label, parse_labels
 
-        if not hasattr(model, "generate"):
-            raise EmotuneError(f"model kind {cfg.model.kind} does not generate text; use --mode score")
         texts = model.generate(ex)
         parse = parse_labels if multi else parse_label
         preds = [parse(t, labels) for t in texts]
@@ -271,7 +264,7 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     log(f"{fold.name}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} — {cfg.model.kind}")
     # Models whose weights exist before fit hash them now; those built inside fit (the MLP head, whose
     # input width is known only then) set `init_hash` themselves.
-    before = model.state_hash() if hasattr(model, "state_hash") else None
+    before = model.state_hash()
     t0 = time.time()
     history = model.fit(data.train, data.val, run_dir / "model", run_hash=identity["config_hash"] + identity["data_hash"])
     if not main:  # under accelerate launch / torchrun: rank 0 saves and evaluates
@@ -280,7 +273,7 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     train_s = time.time() - t0
     # The models record a hash of their trainable weights as initialised, before the first step: equal
     # hashes across folds prove that no fold started from another fold's weights.
-    init = getattr(model, "init_hash", None) or before or "deterministic (no initial weights)"
+    init = model.init_hash or before or "deterministic (no initial weights)"
     (run_dir / "init_hash.txt").write_text(init + "\n")
     thresholds = multi_label_thresholds(cfg, model, data.val, run_dir)
     metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
@@ -319,9 +312,7 @@ def apply_eval_time(cfg: Config, model, ex: Examples) -> Examples:
             raise EmotuneError(f"eval.drop_inputs: {unknown} are not inputs of this run ({sorted(ex.features)})")
         feats = {k: ([None] * len(ex) if k in drop else v) for k, v in ex.features.items()}
         ex = dataclasses.replace(ex, features=feats)
-    hook = getattr(model, "configure_eval", None)
-    if hook is not None:
-        hook(cfg)
+    model.configure_eval(cfg)
     return ex
 
 

@@ -34,6 +34,7 @@ from typing import Optional
 import numpy as np
 
 from emotune.features.base import Missing, Output
+from emotune.io import atomic_write_bytes
 
 SHARD_FORMAT = "1"
 COMPACT_AT = 64  # shard files of one dataset before they are merged
@@ -105,7 +106,7 @@ class FeatureCache:
     def write_info(self, key: str, info: dict) -> None:
         path = self.folder(key) / "extractor.json"
         if not path.exists():
-            atomic_write(path, (json.dumps(info, indent=1, default=list) + "\n").encode())
+            atomic_write_bytes(path, (json.dumps(info, indent=1, default=list) + "\n").encode())
 
     def keys(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if (p / "extractor.json").exists()) if self.root.exists() else []
@@ -207,7 +208,7 @@ class FeatureCache:
         meta = {"emotune_shard": SHARD_FORMAT, "entries": blob, "entries_sha256": hashlib.sha256(blob.encode()).hexdigest()}
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}.safetensors"
         path = self.folder(key) / "shards" / dataset_dir(dataset) / name
-        atomic_write(path, save(tensors, metadata=meta))
+        atomic_write_bytes(path, save(tensors, metadata=meta))
         return path
 
 
@@ -270,21 +271,6 @@ def read_shard(path: Path, folder: Path) -> list[Entry]:
     return entries
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(3)}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_crop(folder: Path, sample: str, fingerprint: str, kind: str, image: np.ndarray) -> str:
     import cv2
 
@@ -293,7 +279,7 @@ def _write_crop(folder: Path, sample: str, fingerprint: str, kind: str, image: n
         raise ValueError(f"could not encode the {kind} crop of {sample} as PNG")
     digest = hashlib.sha1(f"{sample}\0{fingerprint}".encode()).hexdigest()[:20]
     rel = f"crops/{digest}-{kind}.png"
-    atomic_write(folder / rel, png.tobytes())
+    atomic_write_bytes(folder / rel, png.tobytes())
     return rel
 
 

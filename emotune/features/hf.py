@@ -131,7 +131,6 @@ class HuggingFace(Extractor):
     def load(self):
         if self._model is None:
             offline_hub()
-            import torch
             import transformers as tf
 
             path = str(self.folder())

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from emotune.config import cache_home
+from emotune.paths import cache_home
 from emotune.data.sample import Manifest, Sample
 from emotune.errors import EmotuneError
 from emotune.features.base import PENDING, Extractor, Missing, Output, Pending, get_extractor, is_failure

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Literal, Optional
 
-from emotune.config import ConfigError, load_recipe
+from emotune.errors import ConfigError
+from emotune.recipe import load_recipe
 from emotune.data.config import DataConfig
 from emotune.features.config import FeaturesConfig
 

@@ -40,7 +40,7 @@ from emotune.data.sample import Manifest, Sample
 from emotune.errors import EmotuneError
 from emotune.instruct import clues as clue_mod
 from emotune.instruct.config import InstructRecipe, LLMConfig
-from emotune.instruct.output import JsonlAppender, RunStats, read_ids, rejected_path, stats_path  # noqa: F401
+from emotune.instruct.output import JsonlAppender, RunStats, read_ids, rejected_path
 from emotune.instruct.records import Filtered, Job, LLMWriter, Skipped, categorical_record, record_id
 from emotune.instruct.templates import load_prompts
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from emotune.config import cache_home
+from emotune.paths import cache_home
 from emotune.errors import EmotuneError
 from emotune.process import pid_alive
 

@@ -26,6 +26,7 @@ from safetensors.numpy import load_file, save_file
 from emotune import vocab
 from emotune.data.examples import Examples
 from emotune.errors import EmotuneError
+from emotune.io import atomic_replace, atomic_write_json
 from emotune.model.baseline_config import BaselineConfig
 from emotune.model.head_input import FeatureInput
 from emotune.train.config import TrainConfig, train_defaults
@@ -47,6 +48,7 @@ def _check_options(kind: str, target: str, imbalance: str) -> None:
 
 class Baseline:
     kind = ""
+    init_hash: Optional[str] = None  # the MLP sets it when its net is built; LR has no initial weights
 
     def __init__(self, label_names: list[str], inputs: list[str], cfg: BaselineConfig, target: str = "single",
                  imbalance: str = "none", seed: int = 0, focal_gamma: float = 2.0,
@@ -79,6 +81,15 @@ class Baseline:
         if list(ex.label_names) != self.label_names:
             raise EmotuneError(f"{what} examples have labels {ex.label_names}, the model {self.label_names}")
 
+    def state_hash(self) -> Optional[str]:
+        return None  # the heads are built inside fit (their input width is known only then)
+
+    def configure_eval(self, cfg) -> None:
+        """Nothing to set at evaluation time: a head has no prompts."""
+
+    def generate(self, ex: Examples) -> list[str]:
+        raise EmotuneError(f"model kind {self.kind} does not generate text; use --mode score")
+
     def _meta(self) -> dict:
         return {"kind": self.kind, "label_names": self.label_names, "inputs": self.inputs, "target": self.target,
                 "imbalance": self.imbalance, "seed": self.seed, "focal_gamma": self.focal_gamma,
@@ -87,10 +98,10 @@ class Baseline:
 
     def _write(self, out_dir: Path, arrays: dict[str, np.ndarray], extra: dict) -> None:
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in {**self.encoder.arrays(), **arrays}.items()},
-                  str(out_dir / WEIGHTS_FILE))
-        (out_dir / CONFIG_FILE).write_text(json.dumps({**self._meta(), **extra}, indent=1) + "\n", encoding="utf-8")
+        tensors = {k: np.ascontiguousarray(v) for k, v in {**self.encoder.arrays(), **arrays}.items()}
+        # Both files atomic: a kill while saving leaves the previous model or none, never half of one.
+        atomic_replace(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+        atomic_write_json(out_dir / CONFIG_FILE, {**self._meta(), **extra})
 
     @classmethod
     def _read(cls, out_dir: Path) -> tuple["Baseline", dict, dict]:

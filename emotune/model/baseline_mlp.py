@@ -11,7 +11,7 @@ import numpy as np
 from emotune.data.examples import Examples
 from emotune.errors import EmotuneError
 from emotune.evaluate.metrics import selection_score
-from emotune.model.base import state_hash
+from emotune.model.base import state_hash, trainable
 from emotune.model.baseline import Baseline
 
 
@@ -71,7 +71,7 @@ class MLPBaseline(Baseline):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = _mlp(X.shape[1], cfg.hidden, cfg.dropout, len(self.label_names))
-            self.init_hash = state_hash(net)  # same seed → same start on every fold (checked by cv tests)
+            self.init_hash = state_hash(trainable(net))  # same seed → same start on every fold (checked by cv tests)
             opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
             gen = torch.Generator().manual_seed(self.seed)
             sampler = balanced_sampler(T, seed=self.seed) if self.imbalance == "balanced_sampler" else None

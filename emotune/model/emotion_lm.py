@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -37,6 +36,7 @@ from torch import nn
 
 from emotune.data.examples import Examples
 from emotune.errors import EmotuneError
+from emotune.model.base import state_hash
 from emotune.model.lm_config import LMConfig, LoRAConfig
 from emotune.model.projector import Projector
 from emotune.model.prompt import PromptRenderer, Template, load_templates
@@ -352,6 +352,7 @@ class EmotionLM:
         seqs, owner = label_spellings(self.tokenizer, self.label_names)
         self.net = EmotionLMNet(lm, projectors, seqs, owner, target == "multi", cfg.lora.enabled, lm_weight, autocast)
         self.net.eval()
+        self.init_hash: Optional[str] = None  # run_fold records state_hash() before fit instead
 
     @staticmethod
     def _add_lora(lm, lora: LoRAConfig):
@@ -569,14 +570,11 @@ class EmotionLM:
         self.cfg = dataclasses.replace(self.cfg, eval_prompts=list(lm.eval_prompts), max_new_tokens=lm.max_new_tokens)
 
     def state_hash(self) -> str:
-        h = hashlib.sha256()
-        for name, value in sorted(self.net.trainable_state().items()):
-            h.update(name.encode())
-            h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return state_hash(self.net.trainable_state())
 
     def save(self, out_dir: Path) -> None:
-        from emotune.train.checkpoint import atomic_write_json, save_tensors
+        from emotune.io import atomic_write_json
+        from emotune.train.checkpoint import save_tensors
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -162,7 +162,7 @@ def _tone(path: Path, seconds: float, freq: float) -> None:
 
 
 def test_feature_run_stopped_by_a_full_disk_keeps_its_shards_and_resumes(tmp_path, monkeypatch):
-    import emotune.features.cache as cache_mod
+    import emotune.io as emotune_io
 
     data = tmp_path / "data"
     data.mkdir()
@@ -206,7 +206,7 @@ def test_feature_run_stopped_by_a_full_disk_keeps_its_shards_and_resumes(tmp_pat
         return f
 
     cache = tmp_path / "cache"
-    monkeypatch.setattr(cache_mod, "open", filling_open, raising=False)
+    monkeypatch.setattr(emotune_io, "open", filling_open, raising=False)  # shards are written by emotune.io
     with pytest.raises(OSError, match=NO_SPACE):
         ensure_features(m, ["logmel"], cache, progress=False, flush_every=2)
     monkeypatch.undo()

@@ -8,7 +8,7 @@ import pytest
 
 from emotune.errors import EmotuneError
 from emotune.instruct.config import load_instruct_config
-from emotune.instruct.generate import JsonlAppender
+from emotune.instruct.output import JsonlAppender
 
 
 @pytest.mark.faults

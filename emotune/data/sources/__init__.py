@@ -4,6 +4,7 @@ An adapter module defines:
     LABEL_SET: str                      the label set its labels are canonicalised to
     def read(root: Path, options: dict) -> Iterator[Row | Problem]
 A `Problem` is a row that could not be read (file + line + why); `prepare` decides whether that is fatal.
+A `Skipped` is a row left out on purpose, with the reason; `prepare` counts them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ class Row:
     sample: Sample
     file: str  # the published file this sample came from
     line: Optional[int] = None
+
+
+@dataclasses.dataclass
+class Skipped:
+    """A row an adapter leaves out on purpose (e.g. an unlabelled table row): counted, never an error."""
+
+    reason: str
 
 
 def get_source(name: str) -> ModuleType:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from emotune.data.labels import load_label_set
-from emotune.data.prepare import Skipped
+from emotune.data.sources import Skipped
 from emotune.data.sample import Problem, Sample
 from emotune.data.sources import Row
 from emotune.errors import EmotuneError

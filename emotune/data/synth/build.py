@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import yaml
 
-from emotune.config import cache_home
+from emotune.paths import cache_home
 from emotune.data.synth.speak import Prosody, espeak_version, plain_text, synthesize
 from emotune.errors import EmotuneError
 from emotune.process import pid_alive
