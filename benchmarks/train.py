@@ -206,7 +206,7 @@ def time_hf(ex: Examples, steps: int, batch_size: int, bf16: bool) -> dict:
     rows = []
     t = ours.templates[0]
     for i in range(len(ex)):
-        r = ours._row(ex, i, t, answer=ours._answer(ex, i))
+        r = ours.batcher.row(ex, i, t, answer=ours.batcher.answer(ex, i))
         mask = np.zeros(len(r.ids), dtype=bool)
         mask[[p for p, _ in r.slots]] = True
         labels = [-100] * r.answer_start + r.ids[r.answer_start:]

@@ -12,12 +12,13 @@ class ConfigError(EmotuneError):
 def check_ranges(section, rules: dict[str, str]) -> None:
     """Refuse out-of-range settings when a config section is built, before anything runs.
 
-    `rules` maps a field name to one of ">0", ">=0", ">=1", "0..1" (0 <= v < 1) or "(0..1)" (0 < v < 1).
+    `rules` maps a field name to one of ">0", ">=0", ">=1", "0..1" (0 <= v < 1), "[0..1]" (0 <= v <= 1)
+    or "(0..1)" (0 < v < 1).
     The loader adds the section prefix and the file to the message. A value of None means "not set".
     """
     tests = {">0": lambda v: v > 0, ">=0": lambda v: v >= 0, ">=1": lambda v: v >= 1,
-             "0..1": lambda v: 0 <= v < 1, "(0..1)": lambda v: 0 < v < 1}
-    words = {">0": "> 0", ">=0": ">= 0", ">=1": ">= 1", "0..1": "in [0, 1)", "(0..1)": "in (0, 1)"}
+             "0..1": lambda v: 0 <= v < 1, "[0..1]": lambda v: 0 <= v <= 1, "(0..1)": lambda v: 0 < v < 1}
+    words = {">0": "> 0", ">=0": ">= 0", ">=1": ">= 1", "0..1": "in [0, 1)", "[0..1]": "in [0, 1]", "(0..1)": "in (0, 1)"}
     for name, rule in rules.items():
         value = getattr(section, name)
         if value is not None and not tests[rule](value):

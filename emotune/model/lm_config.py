@@ -44,4 +44,4 @@ class LMConfig:
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"projector_hidden": ">=1", "tokens": ">=1", "modality_dropout": "0..1", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})
+        check_ranges(self, {"projector_hidden": ">=1", "tokens": ">=1", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})

@@ -1,0 +1,274 @@
+"""The emotion LM's trainable graph: `splice`, the `Batch` it reads, `EmotionLMNet` and label spellings.
+
+Everything that feeds the LM goes through `EmotionLMNet.embed`, which embeds the prompt tokens and
+calls `splice` — the single function that puts projected feature tokens in place of the placeholder
+tokens — in training, closed-set scoring and generation alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emotune.errors import EmotuneError
+from emotune.model.projector import Projector
+
+
+def splice(embeds: torch.Tensor, slot_mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Put projected feature tokens [n_slots, H] at the slot positions of `embeds` [B, T, H].
+
+    Slots are filled in row-major order (sample by sample, left to right), which is the order in which
+    `EmotionLMNet.project` lays out each sample's inputs. Out of place, so gradients reach the projectors.
+    """
+    n = int(slot_mask.sum())
+    if tokens.shape[0] != n:
+        raise RuntimeError(f"splice: {tokens.shape[0]} projected tokens for {n} slots")
+    if n == 0:
+        return embeds
+    return embeds.masked_scatter(slot_mask.unsqueeze(-1), tokens.to(embeds.dtype))
+
+
+@dataclasses.dataclass
+class Batch:
+    """Token ids laid out for one forward pass; features travel as arrays until projected."""
+
+    prefix: tuple[int, ...]  # ids shared by every row (run once, then expanded over the batch)
+    ids: torch.Tensor  # [B, S] the rest, right-padded (left-padded for generation)
+    slot_mask: torch.Tensor  # [B, S] placeholder positions
+    features: dict[str, list[np.ndarray]]  # per input: the arrays of the rows where it is present, row order
+    owners: dict[str, list[int]]  # per input: which row each array belongs to
+    score_at: torch.Tensor  # [B] position in `ids` of the last prompt token (labels are scored after it)
+    attention_mask: Optional[torch.Tensor] = None  # [B, S], only for left-padded generation batches
+    targets: Optional[torch.Tensor] = None  # [B] class index, or [B, C] multi-hot / soft
+    lm_rows: Optional[torch.Tensor] = None  # next-token loss: row, position of the predicting token, target id
+    lm_cols: Optional[torch.Tensor] = None
+    lm_targets: Optional[torch.Tensor] = None
+
+    def to(self, device) -> "Batch":
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for k, v in moved.items():
+            if isinstance(v, torch.Tensor):
+                moved[k] = v.to(device)
+        return Batch(**moved)
+
+
+class EmotionLMNet(nn.Module):
+    """The trainable graph: projectors, the (LoRA-wrapped) LM, and the closed-set head."""
+
+    def __init__(self, lm, projectors: dict[str, Projector], label_seqs: list[list[int]], seq_class: list[int],
+                 multi: bool, lora: bool, lm_loss_weight: float, autocast: bool):
+        super().__init__()
+        self.lm = lm
+        self.projectors = nn.ModuleDict(projectors)
+        # Every spelling a label is scored under (" neutral", " Neutral"): token ids and owning class.
+        self.label_seqs = label_seqs
+        n_classes = max(seq_class) + 1
+        self.register_buffer("first_ids", torch.tensor([t[0] for t in label_seqs]), persistent=False)
+        owner = torch.full((n_classes, len(label_seqs)), float("-inf"))
+        owner[torch.tensor(seq_class), torch.arange(len(label_seqs))] = 0.0
+        self.register_buffer("owner", owner, persistent=False)  # [C, Q]: 0 where spelling q spells class c
+        self.single_token = all(len(t) == 1 for t in label_seqs)
+        self.multi = multi
+        self.label_bias = nn.Parameter(torch.zeros(n_classes)) if multi else None
+        self.lora = lora
+        self.lm_loss_weight = lm_loss_weight
+        self.autocast = autocast
+        self.loss_fn = None  # set by EmotionLM.fit (class weights depend on the training data)
+        self._prefix_memo: dict[tuple, list] = {}
+
+    # -- the backbone's parts, found the same way for any Hugging Face causal LM
+    @property
+    def base(self):
+        return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    @property
+    def device(self) -> torch.device:
+        return self.first_ids.device
+
+    def train(self, mode: bool = True):
+        if self.lora:
+            self._prefix_memo.clear()  # LoRA weights change in training: cached prefixes go stale
+        return super().train(mode)
+
+    def amp(self):
+        if not self.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    # -- inputs
+    def project(self, batch: Batch) -> torch.Tensor:
+        """Projected tokens of every row, in the row-major slot order `splice` fills."""
+        per_row: list[list[torch.Tensor]] = [[] for _ in range(batch.ids.shape[0])]
+        for name, proj in self.projectors.items():
+            arrays, owners = batch.features.get(name, []), batch.owners.get(name, [])
+            if not arrays:
+                continue
+            if proj.sequence:
+                rows = [len(a) for a in arrays]
+                x = torch.as_tensor(np.concatenate(arrays), dtype=torch.float32, device=self.device)
+                parts = proj(x)[:, 0].split(rows)
+            else:
+                x = torch.as_tensor(np.stack(arrays), dtype=torch.float32, device=self.device)
+                parts = proj(x).unbind(0)
+            for owner, part in zip(owners, parts):
+                per_row[owner].append(part)
+        flat = [t for row in per_row for t in row]
+        if not flat:
+            return torch.zeros(0, self.base.config.hidden_size, device=self.device)
+        return torch.cat(flat)
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Token embeddings with the projected features spliced in: the LM's input everywhere."""
+        embeds = self.base.get_input_embeddings()(batch.ids)
+        return splice(embeds, batch.slot_mask, self.project(batch))
+
+    def _prefix_kv(self, prefix: tuple[int, ...]):
+        # Reusable unless gradients must flow into LoRA weights through the prefix.
+        reuse = not (self.lora and torch.is_grad_enabled())
+        key = (prefix, torch.is_autocast_enabled(self.device.type))
+        if reuse and key in self._prefix_memo:
+            return self._prefix_memo[key]
+        ids = torch.tensor([prefix], device=self.device)
+        with torch.no_grad() if reuse else contextlib.nullcontext():
+            out = self.base.get_decoder()(input_ids=ids, use_cache=True)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        if reuse:
+            if len(self._prefix_memo) >= 64:
+                self._prefix_memo.clear()
+            self._prefix_memo[key] = kv
+        return kv
+
+    def hidden(self, batch: Batch, keep_cache: bool = False):
+        """Final hidden states [B, S, H] of the non-prefix part (and the cache when asked)."""
+        from transformers import DynamicCache
+
+        B = batch.ids.shape[0]
+        embeds = self.embed(batch)
+        cache = None
+        if batch.prefix:
+            kv = self._prefix_kv(batch.prefix)
+            cache = DynamicCache(ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in kv])
+        out = self.base.get_decoder()(inputs_embeds=embeds, past_key_values=cache,
+                                      use_cache=cache is not None or keep_cache)
+        return out.last_hidden_state, out.past_key_values
+
+    # -- closed-set head
+    def label_scores(self, hidden: torch.Tensor, batch: Batch, cache=None) -> torch.Tensor:
+        """[B, C] log-probability that the answer is each label, summed (in probability) over the label's
+        spellings. Not length-normalised: dividing by the token count favours labels the tokenizer splits
+        (" Disgust" = 3 tokens, the last two near-certain), and the plain sum is exactly the probability
+        that generation produces the label. On the single-token fast path the scores are off by a per-row
+        constant, which softmax ignores. Computed in fp32: bf16 logits are too coarse to rank."""
+        head = self.base.get_output_embeddings()
+        B = hidden.shape[0]
+        h = hidden[torch.arange(B, device=hidden.device), batch.score_at].float()
+        bias = getattr(head, "bias", None)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            if self.single_token:
+                s = h @ head.weight[self.first_ids].float().T
+                if bias is not None:
+                    s = s + bias[self.first_ids].float()
+                if self.multi:  # independent probabilities need real log-probabilities
+                    s = s - torch.logsumexp(F.linear(h, head.weight.float(), None if bias is None else bias.float()), -1, keepdim=True)
+            else:
+                s = self._long_scores(h, batch, cache)
+        return torch.logsumexp(s[:, None, :] + self.owner[None], dim=-1)
+
+    def _long_scores(self, h: torch.Tensor, batch: Batch, cache) -> torch.Tensor:
+        """Exact log-probabilities when some spelling has several tokens: those continue each row's cache."""
+        head = self.base.get_output_embeddings()
+        weight = head.weight.float()
+        bias = None if getattr(head, "bias", None) is None else head.bias.float()
+        B = h.shape[0]
+        first = F.log_softmax(F.linear(h, weight, bias), dim=-1)[:, self.first_ids]  # [B, Q]
+        long = [q for q, t in enumerate(self.label_seqs) if len(t) > 1]
+        M, L = len(long), max(len(self.label_seqs[q]) for q in long) - 1
+        P, S = len(batch.prefix), batch.ids.shape[1]
+        cont = torch.full((B * M, L), int(self.first_ids[0]), device=self.device)
+        for m, q in enumerate(long):
+            toks = self.label_seqs[q][:-1]
+            cont[m::M, : len(toks)] = torch.tensor(toks, device=self.device)
+        pos = torch.arange(S, device=self.device)
+        # Row b attends to the prefix, its own prompt (not its padding or training answer), the continuation.
+        seen = torch.cat([torch.ones(B, P, dtype=torch.long, device=self.device),
+                          (pos[None, :] <= batch.score_at[:, None]).long(),
+                          torch.ones(B, L, dtype=torch.long, device=self.device)], dim=1)
+        cache.batch_repeat_interleave(M)
+        position_ids = (P + batch.score_at + 1).repeat_interleave(M)[:, None] + torch.arange(L, device=self.device)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.base.get_decoder()(input_ids=cont, attention_mask=seen.repeat_interleave(M, dim=0),
+                                          position_ids=position_ids, past_key_values=cache, use_cache=True)
+        logp = F.log_softmax(F.linear(out.last_hidden_state.float(), weight, bias), dim=-1)  # [B*M, L, V]
+        scores = [first[:, q] for q in range(len(self.label_seqs))]
+        for m, q in enumerate(long):
+            toks = torch.tensor(self.label_seqs[q][1:], device=self.device)
+            rest = logp[m::M, torch.arange(len(toks), device=self.device), toks].sum(-1)
+            scores[q] = first[:, q] + rest
+        return torch.stack(scores, dim=1)
+
+    def class_logits(self, batch: Batch) -> torch.Tensor:
+        batch = batch.to(self.device)
+        with self.amp():
+            hidden, cache = self.hidden(batch, keep_cache=not self.single_token)
+            s = self.label_scores(hidden, batch, cache)
+        return s + self.label_bias if self.multi else s
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Training loss of one batch."""
+        batch = batch.to(self.device)
+        with self.amp():
+            hidden, cache = self.hidden(batch, keep_cache=not self.single_token)
+            s = self.label_scores(hidden, batch, cache)
+            loss = self.loss_fn(s + self.label_bias if self.multi else s, batch.targets)
+            if self.lm_loss_weight > 0 and batch.lm_rows is not None and len(batch.lm_rows):
+                h = hidden[batch.lm_rows, batch.lm_cols]
+                logits = self.base.get_output_embeddings()(h).float()
+                loss = loss + self.lm_loss_weight * F.cross_entropy(logits, batch.lm_targets)
+        return loss
+
+    # -- weights that training changes (+ the projectors' standardisation statistics)
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        state.update({f"projectors.{n}": b for n, b in self.projectors.named_buffers()})
+        return state
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.trainable_state()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise EmotuneError(f"saved weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        params = dict(self.named_parameters())
+        buffers = {f"projectors.{n}": b for n, b in self.projectors.named_buffers()}
+        with torch.no_grad():
+            for name, value in state.items():
+                (params.get(name) if name in params else buffers[name]).copy_(value)
+        self._prefix_memo.clear()
+
+
+def label_spellings(tokenizer, names: list[str]) -> tuple[list[list[int]], list[int]]:
+    """Token ids of each label as it follows the answer prefix, lower-case and (when that is one token)
+    capitalised — chat models often answer " Neutral" — and the class each spelling belongs to. An end
+    token is appended to every spelling when one spelling's ids start another's, so the shorter is not
+    a free prefix of the longer."""
+    seqs, owner = [], []
+    for c, name in enumerate(names):
+        for k, text in enumerate(dict.fromkeys([" " + name, " " + name[:1].upper() + name[1:]])):
+            ids = tokenizer(text, add_special_tokens=False).input_ids
+            if not ids:
+                raise EmotuneError(f"label '{name}' tokenises to nothing with this backbone's tokenizer")
+            if k > 0 and len(ids) > 1:
+                continue  # a multi-token capitalised spelling would cost the single-token fast path
+            if ids not in seqs:
+                seqs.append(ids)
+                owner.append(c)
+    if sorted(set(owner)) != list(range(len(names))):
+        raise EmotuneError(f"two labels tokenise identically with this backbone's tokenizer: {names}")
+    if any(a != b and b[: len(a)] == a for a in seqs for b in seqs):
+        seqs = [t + [tokenizer.eos_token_id] for t in seqs]
+    return seqs, owner
