@@ -90,3 +90,32 @@ def test_a_directory_given_as_config_is_one_line(tmp_path):
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].endswith(f"{tmp_path}: is a directory, not a YAML recipe "
                                                         "(recipes are files such as configs/ravdess.yaml)")
+
+
+def test_a_moved_key_points_to_its_one_home(tmp_path):
+    with pytest.raises(ConfigError, match=r"'model\.baseline\.epochs' is now 'train\.epochs' .* \(command line\)"):
+        load_config(None, ["model.kind=baseline_mlp", "model.baseline.epochs=5"])
+
+
+def test_train_settings_reach_the_mlp_and_its_own_defaults_fill_the_rest():
+    mlp = load_config(None, ["model.kind=baseline_mlp", "train.epochs=5"])
+    assert mlp.train.epochs == 5 and mlp.train.batch_size == 64 and mlp.train.patience == 15  # MLP defaults
+    lm = load_config(None, ["model.kind=emotion_lm"])
+    assert lm.train.epochs == 10 and lm.train.batch_size == 16
+
+
+def test_train_epochs_changes_an_mlp_run():
+    import numpy as np
+
+    from emotune.experiments.run import build_model
+    from tests.model.test_baseline import NAMES, make
+
+    train, val = make(200, 1, seq=False), make(60, 2, seq=False)
+    runs = {}
+    for epochs in (2, 40):
+        cfg = load_config(None, ["model.kind=baseline_mlp", "model.inputs=[a]", f"train.epochs={epochs}",
+                                 "train.patience=0"])
+        model = build_model(cfg, NAMES, {})
+        runs[epochs] = model.fit(train, val, None)
+    assert runs[2]["epochs_run"] == 2 and runs[40]["epochs_run"] == 40
+    assert not np.isclose(runs[2]["curve"][-1]["loss"], runs[40]["curve"][-1]["loss"])
