@@ -5,13 +5,17 @@
     POST /v1/chat/completions    OpenAI chat completions (non-streaming; `stream: true` sends the whole
                                  reply as one chunk); n = 1
     POST /v1/emotion             multipart: `file` (audio, video or image) and/or `text` → label and
-                                 probability per class, through the run's own feature extractors
+                                 probability per class, through the run's own feature extractors, with
+                                 the inputs the model used and those it does not read
 
 Any OpenAI client works against it (`base_url="http://127.0.0.1:8000/v1"`), which is how
 `emotune instruct` writes instruction data fully offline. Limits, all answered before work starts: an
-API key when one is set (401), request size (413), a bounded number of requests waiting or running
-(503 with Retry-After), max_tokens and prompt length (400). Uploads live only in a temporary folder
-that is deleted with the request; no field of a request names a path on the server.
+API key when one is set (401), request size (413), media duration read from the upload's header (413),
+a bounded number of requests waiting or running (503 with Retry-After), max_tokens and prompt length
+(400). Clips longer than `long_clip_s` are extracted in a separate low-priority process, so a short
+clip never waits behind a long one. Uploads live only in a temporary folder that is deleted with the
+request; no field of a request names a path on the server. Every error, 404 / 405 / bad JSON / 500
+included, has OpenAI's shape {"error": {"message", "type", "param", "code"}}.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import tempfile
 import time
 import uuid
@@ -29,6 +34,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emotune.serve.faults import FaultPlan
 from emotune.serve.generation import GenRequest, GenResult
@@ -37,12 +43,15 @@ from emotune.serve.guard import Guard, error_body
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+log = logging.getLogger("emotune.serve")
 
 
 @dataclasses.dataclass
 class Limits:
     max_request_bytes: int = 1 << 20  # JSON requests (chat)
     max_upload_bytes: int = 50 << 20  # /v1/emotion uploads
+    max_duration_s: float = 300.0  # /v1/emotion media longer than this get 413 (read from the header)
+    long_clip_s: float = 30.0  # longer clips are extracted in the low-priority worker process (0: never)
     queue_size: int = 64  # requests admitted at once (waiting + running); more get 503
     max_tokens: int = 1024  # largest max_tokens a request may ask for
     default_max_tokens: int = 256
@@ -109,7 +118,23 @@ class APIError(Exception):
 
 
 def create_app(state: ServeState):
-    app = FastAPI(title="emotune", docs_url=None, redoc_url=None, openapi_url=None)
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import asynccontextmanager
+
+    # Emotion requests get their own threads, one per admitted request at most: a long clip waiting for
+    # the long-clip worker then never keeps a short one from starting (the loop's default pool has ~6).
+    emotion_threads = ThreadPoolExecutor(max_workers=state.limits.queue_size, thread_name_prefix="emotion")
+    if state.predictor is not None:
+        state.predictor.serve_limits(state.limits.max_duration_s, state.limits.long_clip_s)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        emotion_threads.shutdown(wait=False, cancel_futures=True)
+        if state.predictor is not None and state.predictor.lane is not None:
+            state.predictor.lane.close()  # the long-clip worker process ends with the server
+
+    app = FastAPI(title="emotune", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     admission = Admission(state.limits.queue_size)
 
     @app.exception_handler(APIError)
@@ -119,6 +144,12 @@ def create_app(state: ServeState):
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            at = [p for p in first.get("loc", ()) if isinstance(p, int)]
+            detail = (first.get("ctx") or {}).get("error") or "JSON decode error"
+            return JSONResponse(error_body(f"request body is not valid JSON ({detail}"
+                                           + (f" at character {at[0]})" if at else ")"),
+                                           "invalid_request_error", "invalid_json"), status_code=400)
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return JSONResponse(error_body(f"{where or 'request'}: {first.get('msg', 'invalid request')}", "invalid_request_error"),
                             status_code=400)
@@ -127,6 +158,25 @@ def create_app(state: ServeState):
     async def _not_found(request: Request, exc):
         return JSONResponse(error_body(f"no route {request.method} {request.url.path}", "invalid_request_error", "not_found"),
                             status_code=404)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        """405 and any other status the router raises, in the same shape as every other error."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = headers.get("allow") or headers.get("Allow")
+            message = f"method {request.method} is not allowed on {request.url.path}" + (f"; use {allowed}" if allowed else "")
+            return JSONResponse(error_body(message, "invalid_request_error", "method_not_allowed"), status_code=405,
+                                headers=headers)
+        kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        # A bug must not answer in another shape than every other error; the traceback goes to the log.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body(f"internal error ({type(exc).__name__}); the server's log has the details",
+                                       "server_error"), status_code=500)
 
     def admit():
         if not admission.try_enter():
@@ -225,7 +275,8 @@ def create_app(state: ServeState):
                     if target.stat().st_size == 0:
                         raise APIError(400, "the uploaded file is empty")
                     media[field] = target
-                result = await asyncio.to_thread(_predict, state.predictor, media, text, explain, tmp)
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(emotion_threads, _predict, state.predictor, media, text, explain, tmp)
         finally:
             admission.leave()
         state.served["emotion"] += 1
@@ -305,10 +356,18 @@ def _media_field(filename: str) -> tuple[str, str]:
 
 def _predict(predictor, media: dict, text: Optional[str], explain: bool, tmp: str) -> dict:
     from emotune.errors import EmotuneError
+    from emotune.serve.duration import TooLong
+    from emotune.serve.extraction import LaneBusy, LaneFailed
 
     try:
         result = predictor.predict(video=media["video"], audio=media["audio"], image=media["image"], text=text,
                                    explain=explain, face_dir=tmp)
+    except TooLong as exc:
+        raise APIError(413, str(exc), code="media_too_long") from None
+    except LaneBusy as exc:
+        raise APIError(503, str(exc), "server_error", "overloaded", headers={"Retry-After": "30"}) from None
+    except LaneFailed as exc:
+        raise APIError(500, str(exc), "server_error") from None
     except EmotuneError as exc:
         # Messages may name the temporary upload path; the client only needs to know it was its upload.
         raise APIError(400, str(exc).replace(tmp, "<upload>")) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
 import socket
@@ -28,6 +29,11 @@ def register(sub) -> None:
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $EMOTUNE_API_KEY; none if unset)")
     p.add_argument("--max-request-kb", type=int, default=1024, help="largest JSON request body (413 above)")
     p.add_argument("--max-upload-mb", type=int, default=50, help="largest /v1/emotion upload (413 above)")
+    p.add_argument("--max-duration-s", type=float, default=300.0,
+                   help="longest /v1/emotion audio or video in seconds, read from its header (413 above)")
+    p.add_argument("--long-clip-s", type=float, default=30.0,
+                   help="clips longer than this are extracted in a separate low-priority process, so short clips "
+                        "never wait behind them (0: every clip in the server process)")
     p.add_argument("--queue-size", type=int, default=64, help="requests waiting or running at once (503 above)")
     p.add_argument("--max-batch", type=int, default=16, help="chat requests generated together in one batch")
     p.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a request may ask for")
@@ -51,9 +57,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_port(host: str, port: int, verb: str = "serve") -> socket.socket:
     """Bound before the model loads: the port (even a free one picked by --port 0) is ours at once, and
-    clients that connect early wait in the backlog until the server accepts."""
+    clients that connect early wait in the backlog until the server accepts. A port that is taken is
+    one line naming it and what to do, before seconds of model loading."""
     from emotune.errors import EmotuneError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -63,7 +70,16 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise EmotuneError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise EmotuneError(f"port {port} on {host} is already in use (another emotune {verb} or another program): "
+                               f"stop it, or choose a free port with --port N") from None
+        if exc.errno == errno.EACCES:
+            raise EmotuneError(f"not allowed to listen on port {port} on {host} (ports below 1024 need root): "
+                               f"choose another with --port N") from None
+        raise EmotuneError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (check --host and --port)") from None
+    except (OverflowError, socket.gaierror) as exc:
+        sock.close()
+        raise EmotuneError(f"cannot listen on {host}:{port}: {exc} (check --host and --port)") from None
     sock.listen(128)
     return sock
 
@@ -82,12 +98,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("max_request_kb", "max_upload_mb", "queue_size", "max_batch", "max_tokens_limit"):
         if getattr(args, name) < 1:
             raise EmotuneError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.max_duration_s > 0 or not args.long_clip_s >= 0:
+        raise EmotuneError("--max-duration-s must be positive and --long-clip-s at least 0")
     faults = FaultPlan(args.faults if args.faults is not None else os.environ.get("EMOTUNE_SERVE_FAULTS", ""),
                        seed=args.fault_seed, slow_s=args.slow_s)
     limits = Limits(max_request_bytes=args.max_request_kb * 1024, max_upload_bytes=args.max_upload_mb << 20,
-                    queue_size=args.queue_size, max_tokens=args.max_tokens_limit,
-                    default_max_tokens=min(256, args.max_tokens_limit))
-    sock = _bind(args.host, args.port)
+                    max_duration_s=args.max_duration_s, long_clip_s=args.long_clip_s, queue_size=args.queue_size,
+                    max_tokens=args.max_tokens_limit, default_max_tokens=min(256, args.max_tokens_limit))
+    sock = bind_port(args.host, args.port)
 
     state = ServeState(model_id=None, limits=limits, faults=faults, api_key=api_key)
     if not args.no_chat:

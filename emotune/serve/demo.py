@@ -1,8 +1,12 @@
 """`emotune demo RUN_DIR`: a Gradio app around `predict` — upload or record, see the emotion and why.
 
 Uploads are checked before any model sees them (size, emptiness, ffprobe for audio/video, PIL for
-images); every failure reaches the user as a message, never as a crashed worker. A queue bounds how
-many requests run at once and how many may wait. The server listens on 127.0.0.1 unless told otherwise.
+images, duration from the header); every failure reaches the user as a message, never as a crashed
+worker. A queue bounds how many requests run at once and how many may wait; a long recording is
+extracted in its own low-priority process, one at a time, so it never holds up short clips. The page
+shows only what the run's model reads: a face or transcript it does not read is not shown, and inputs
+given but not read are labelled "not used by this model". The server listens on 127.0.0.1 unless told
+otherwise; its uploads live in a temporary folder removed when it stops.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ import html
 import json
 import logging
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
 from emotune.errors import EmotuneError
+from emotune.serve.duration import DEFAULT_LONG_CLIP_S, DEFAULT_MAX_DURATION_S, TooLong
 
 log = logging.getLogger("emotune.demo")
 
@@ -136,28 +143,57 @@ def _file_path(payload) -> Optional[str]:
     return str(payload)
 
 
-def _take_image(path: Optional[str]):
-    """The face crop as an RGB array, and its file removed: Gradio keeps its own copy in its cache."""
+def _read_image(path: Optional[str]):
+    """The face crop as an RGB array (read before its temporary folder goes; Gradio keeps its own copy)."""
     if not path:
         return None
     import cv2
 
     image = cv2.imread(path)
-    Path(path).unlink(missing_ok=True)
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Optional[Path] = None):
+def used_markdown(result: dict) -> str:
+    """What the model read for this prediction, and what was given but is not read by this model."""
+    def line(u: dict) -> str:
+        read_by = u["features"] + (["the LM's prompt"] if u.get("in_prompt") else [])
+        return f"{u['input']} from {u['from']} (read by {', '.join(read_by)})"
+
+    lines = ["**Used by the model:** " + ("; ".join(line(u) for u in result["used"]) or "nothing")]
+    for name, reason in result["not_used"].items():
+        lines.append(f"**{html.escape(name)}:** {html.escape(reason)}")
+    return "  \n".join(lines)
+
+
+def _input_labels(info: dict) -> dict[str, str]:
+    face, audio, text = info["reads_face"], info["reads_audio"], info["reads_text"]
+    video = ("Video (frames and sound are used)" if face and audio else
+             "Video (only its frames are used)" if face else
+             "Video (only its sound is used: this model reads no faces)" if audio or text else
+             "Video — not used by this model")
+    return {
+        "video": video,
+        "audio": "Audio" if audio or text else "Audio — not used by this model (it reads no audio)",
+        "image": "Image (face)" if face else "Image — not used by this model (it reads no faces)",
+        "text": ("Transcript (optional; Whisper transcribes English speech when empty)" if text else
+                 "Text — not used by this model (it reads no text)"),
+    }
+
+
+def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Optional[Path] = None,
+              max_duration_s: float = DEFAULT_MAX_DURATION_S, long_clip_s: float = DEFAULT_LONG_CLIP_S):
     import gradio as gr
     import pandas as pd
 
     from emotune.serve.predict import load_predictor
 
     predictor = load_predictor(run_dir)
+    # One long recording at a time: a second would wait holding one of the queue's few slots.
+    predictor.serve_limits(max_duration_s, long_clip_s, long_pending=1)
     info = predictor.describe()
     max_bytes = int(max_upload_mb * 2**20)
-    face_dir = Path(tempfile.mkdtemp(prefix="emotune_demo_faces_"))
     examples, captions = find_examples(examples_dir if examples_dir is not None else default_examples_dir())
+    labels_for = _input_labels(info)
 
     def analyse(video, audio, image, text, explain):
         try:
@@ -168,7 +204,12 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                     paths[kind] = str(check_upload(p, kind, max_bytes))
             if not paths and not (text or "").strip():
                 raise UploadError("Upload or record a video, an audio clip or an image, or type a transcript.")
-            result = predictor.predict(**paths, text=text, explain=bool(explain), face_dir=face_dir)
+            # The face crop is written to a folder of this request only, read back, and removed with it.
+            with tempfile.TemporaryDirectory(prefix="emotune_demo_") as tmp:
+                result = predictor.predict(**paths, text=text, explain=bool(explain), face_dir=tmp)
+                face = _read_image(result["face"])
+        except TooLong as exc:
+            raise gr.Error(html.escape(str(exc), quote=False), title="Recording too long", print_exception=False) from None
         except EmotuneError as exc:
             raise gr.Error(html.escape(str(exc), quote=False), title="Cannot analyse this input", print_exception=False) from None
         except Exception as exc:  # a bug or a decoder crash: the user gets a message, the server keeps serving
@@ -176,34 +217,39 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
             raise gr.Error(html.escape(f"prediction failed: {type(exc).__name__}: {_short(exc)}", quote=False)) from None
         for name, reason in result["missing"].items():
             gr.Warning(html.escape(f"{name}: {reason}", quote=False))
-        return _render(result, predictor.label_names)
+        return _render(result, face)
 
-    def _render(result: dict, labels: list[str]):
+    def _render(result: dict, face):
         probs = result["probabilities"]
+        labels = predictor.label_names
         chart = pd.DataFrame({"emotion": labels, "probability": [probs[n] for n in labels]})
-        rows = [[m, ", ".join(c["features"]), c["label"], round(c["probabilities"][result["label"]], 3), round(c["drop"], 3)]
+        rows = [[m, ", ".join(c["features"] + (["transcript"] if c.get("transcript") else [])), c["label"],
+                 round(c["probabilities"][result["label"]], 3), round(c["drop"], 3)]
                 for m, c in result["contributions"].items()]
-        contrib = pd.DataFrame(rows, columns=["removed", "features", "prediction", f"p({result['label']})", "drop"])
+        contrib = pd.DataFrame(rows, columns=["left out", "features", "prediction", f"p({result['label']})", "drop"])
         explanation = result.get("explanation") or ("" if info["explains"] else
                                                      "This run is a baseline classifier: it gives probabilities, not explanations.")
-        transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")
-        # The crop is shown above (its file is gone); the run is named, not located on the server's disk.
-        raw = {**{k: v for k, v in result.items() if k != "face"},
+        transcript = ""
+        if result["transcript"]:
+            transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")
+        # The run is named, not located on the server's disk; the crop is shown as an image.
+        raw = {**{k: v for k, v in result.items() if k != "face"}, "face": face is not None,
                "run": {k: v for k, v in result["run"].items() if k != "dir"}}
-        return (probs, chart, _take_image(result["face"]), transcript, explanation, contrib, raw)
+        return (probs, chart, face, transcript, explanation, contrib, used_markdown(result), raw)
 
     title = f"emotune demo — {info['name']} ({info['kind']} on {', '.join(info['inputs'])})"
     # Uploads and outputs in Gradio's cache are deleted an hour after they were made.
     with gr.Blocks(title="emotune demo", analytics_enabled=False, delete_cache=(1800, 3600)) as app:
-        gr.Markdown(f"## {html.escape(title)}\nClasses: {', '.join(info['labels'])}. "
-                    f"Uploads up to {max_upload_mb:g} MB; video and audio are checked with ffprobe, images with PIL.")
+        gr.Markdown(f"## {html.escape(title)}\n{html.escape(info['summary'])} Classes: {', '.join(info['labels'])}. "
+                    f"Uploads up to {max_upload_mb:g} MB and {max_duration_s:g} s; video and audio are checked with "
+                    f"ffprobe, images with PIL.", elem_id="model-reads")
         with gr.Row():
             with gr.Column():
-                video = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="in-video")
-                audio = gr.Audio(label="Audio", sources=["upload", "microphone"], type="filepath", elem_id="in-audio")
-                image = gr.Image(label="Image", sources=["upload", "webcam"], type="filepath", elem_id="in-image")
-                text = gr.Textbox(label="Transcript (optional; Whisper transcribes English speech when empty)",
-                                  lines=2, elem_id="in-text")
+                video = gr.Video(label=labels_for["video"], sources=["upload", "webcam"], elem_id="in-video")
+                audio = gr.Audio(label=labels_for["audio"], sources=["upload", "microphone"], type="filepath",
+                                 elem_id="in-audio")
+                image = gr.Image(label=labels_for["image"], sources=["upload", "webcam"], type="filepath", elem_id="in-image")
+                text = gr.Textbox(label=labels_for["text"], lines=2, elem_id="in-text", interactive=info["reads_text"])
                 explain = gr.Checkbox(label="Explain (emotion-LM runs)", value=info["explains"],
                                       interactive=info["explains"])
                 button = gr.Button("Analyse", variant="primary", elem_id="analyse")
@@ -212,15 +258,19 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                 # No empty DataFrame as the initial value: Vega keeps the empty domain and draws no bars.
                 chart = gr.BarPlot(None, x="emotion", y="probability", y_lim=[0, 1], sort=list(info["labels"]),
                                    label="Probability per class", elem_id="out-chart")
-                face = gr.Image(label="Detected face", interactive=False, elem_id="out-face")
-                transcript = gr.Textbox(label="Transcript", interactive=False, elem_id="out-transcript")
+                used = gr.Markdown(elem_id="out-used")
+                # A face or transcript the model does not read is not shown at all.
+                face = gr.Image(label="Face the model read (peak frame)", interactive=False, elem_id="out-face",
+                                visible=info["reads_face"])
+                transcript = gr.Textbox(label="Transcript the model read", interactive=False, elem_id="out-transcript",
+                                        visible=info["reads_text"])
                 explanation = gr.Textbox(label="Explanation", interactive=False, lines=2, elem_id="out-explanation")
-                contrib = gr.Dataframe(label="Contribution of each modality (prediction with it removed)",
+                contrib = gr.Dataframe(label="Contribution of each input (prediction with it left out)",
                                        interactive=False, elem_id="out-contrib")
                 with gr.Accordion("Raw output (JSON)", open=False):
                     raw = gr.JSON(label="Raw output", elem_id="out-json")
         button.click(analyse, [video, audio, image, text, explain],
-                     [label, chart, face, transcript, explanation, contrib, raw],
+                     [label, chart, face, transcript, explanation, contrib, used, raw],
                      api_name="analyse", preprocess=False)
         if examples:
             gr.Examples(examples, [video, audio, image, text], example_labels=captions,
@@ -229,10 +279,52 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
 
 
 def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 50,
-           concurrency: int = 2, queue_size: int = 64, examples_dir: Optional[Path] = None) -> None:
-    app = build_app(run_dir, max_upload_mb, examples_dir)
-    # The queue: `concurrency` predictions run at once (a 2-core machine gains nothing from more);
-    # up to `queue_size` wait, and further requests are told the queue is full.
-    app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
-    app.launch(server_name=host, server_port=port, max_file_size=int(max_upload_mb * 2**20),
-               share=False, ssr_mode=False, show_error=True, quiet=False)
+           concurrency: int = 2, queue_size: int = 64, examples_dir: Optional[Path] = None,
+           max_duration_s: float = DEFAULT_MAX_DURATION_S, long_clip_s: float = DEFAULT_LONG_CLIP_S) -> None:
+    from emotune.serve.cli import bind_port
+
+    bind_port(host, port, "demo").close()  # a taken port is one clear line, before the model loads
+    # Gradio's upload cache goes into a folder of this process, removed when it stops (Ctrl-C or SIGTERM);
+    # a folder the user named with GRADIO_TEMP_DIR is theirs and stays. Set before gradio is imported:
+    # some of its modules read the variable at import time.
+    own = None if os.environ.get("GRADIO_TEMP_DIR") else tempfile.TemporaryDirectory(prefix="emotune_demo_")
+    if own is not None:
+        os.environ["GRADIO_TEMP_DIR"] = own.name
+    restore = _stop_on_sigterm()
+    predictor = None
+    try:
+        from emotune.serve.predict import load_predictor
+
+        predictor = load_predictor(run_dir)
+        app = build_app(run_dir, max_upload_mb, examples_dir, max_duration_s, long_clip_s)
+        # The queue: `concurrency` predictions run at once (a 2-core machine gains nothing from more);
+        # up to `queue_size` wait, and further requests are told the queue is full.
+        app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
+        try:
+            app.launch(server_name=host, server_port=port, max_file_size=int(max_upload_mb * 2**20),
+                       share=False, ssr_mode=False, show_error=True, quiet=False)
+        except OSError as exc:
+            if "empty port" in str(exc):  # taken between our check and Gradio's own bind
+                raise EmotuneError(f"port {port} on {host} is already in use (another emotune demo or another "
+                                   f"program): stop it, or choose a free port with --port N") from None
+            raise
+    finally:
+        restore()
+        if predictor is not None and predictor.lane is not None:
+            predictor.lane.close()
+        if own is not None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+            own.cleanup()
+
+
+def _stop_on_sigterm():
+    """SIGTERM stops the demo like Ctrl-C (Gradio closes its server, `launch` cleans up), instead of
+    killing the process with its temporary folder left behind. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)

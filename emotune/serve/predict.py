@@ -2,6 +2,8 @@
 
 The input becomes a one-sample manifest entry and goes through the SAME extractors as training
 (`emotune.features.store.extract_output`), then through the run's model. Nothing here computes a feature.
+The result lists exactly the inputs the model used (`used`), what was given but is not read by this
+model (`not_used`), and the prediction without each used input (`contributions`).
 
     from emotune.serve.predict import predict
     predict("runs/ravdess", video="clip.mp4", text="I can't believe it.")
@@ -12,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import tempfile
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -23,10 +24,12 @@ import numpy as np
 from emotune.data.examples import Examples
 from emotune.data.sample import Sample
 from emotune.errors import EmotuneError
+from emotune.serve.duration import check_duration
+from emotune.serve.extraction import LongLane, extract_all
+from emotune.serve.reading import (describe_model, prompt_shows_transcript, read_inputs, reads_text, unused_inputs,
+                                   used_inputs)
 
 INPUT_ID = "input"
-# What a modality's features are computed from, for messages.
-SOURCE_OF = {"audio": "audio or video", "face": "video or image", "text": "text (or English speech)"}
 
 
 @dataclasses.dataclass
@@ -41,15 +44,17 @@ class Inputs:
 
 
 class Predictor:
-    """A trained run loaded once, for many predictions (the demo holds one per run directory).
+    """A trained run loaded once, for many predictions (the demo and the API hold one per run directory).
 
-    Thread-safe: each extractor runs one sample at a time (their lazily built models and native
+    Thread-safe: each in-process extractor runs one sample at a time (their lazily built models and native
     libraries are not all re-entrant), so concurrent requests overlap across extractors and the model.
+    Servers call `serve_limits`: media above a duration are refused, and long clips are extracted in a
+    separate low-priority process so that they never hold the extractors short clips need.
     """
 
     def __init__(self, run_dir: str | Path):
         from emotune.config import load_config
-        from emotune.experiments.run import feature_names, load_model
+        from emotune.experiments.run import load_model
 
         self.run_dir = Path(run_dir)
         if not (self.run_dir / "config.yaml").is_file():
@@ -60,87 +65,100 @@ class Predictor:
         self.model = load_model(self.cfg, self.run_dir)
         self.label_names = list(self.model.label_names)
         self.inputs = list(self.cfg.model.inputs)
-        self.features = feature_names(self.cfg)
+        self.read = read_inputs(self.cfg)  # modality -> the inputs this model reads from it
+        self.text = reads_text(self.cfg)
+        self.prompt = self.cfg.model.kind == "emotion_lm" and prompt_shows_transcript(self.cfg)
         self.multi = self.cfg.data.target == "multi"
+        self.max_duration_s: Optional[float] = None
+        self.long_clip_s: Optional[float] = None
+        self.lane: Optional[LongLane] = None
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._model_lock = threading.Lock()  # eval-time hooks set model state; generation is not re-entrant
 
+    def serve_limits(self, max_duration_s: Optional[float], long_clip_s: Optional[float],
+                     long_pending: Optional[int] = None) -> None:
+        """Refuse media longer than `max_duration_s` (TooLong); extract clips longer than `long_clip_s` in
+        the long-clip worker, where at most `long_pending` may wait or run (None: no bound)."""
+        self.max_duration_s = max_duration_s
+        self.long_clip_s = long_clip_s or None
+        if self.long_clip_s and self.lane is None:
+            self.lane = LongLane(long_pending)
+
     # -- what the run reads -------------------------------------------------------------------------------
     @property
     def can_explain(self) -> bool:
-        return callable(getattr(self.model, "generate", None))
+        # Every model kind has `generate` (EmotionModel); a classifier head's raises. Only the LM explains.
+        return self.cfg.model.kind == "emotion_lm"
 
     def modalities(self) -> dict[str, list[str]]:
         """modality → the run's input features computed from it (audio: egemaps, whisper; face: fer; ...)."""
-        from emotune.features.base import get_extractor
-
-        out: dict[str, list[str]] = {}
-        for name in self.inputs:
-            out.setdefault(get_extractor(name).modality, []).append(name)
-        return out
+        return {m: list(names) for m, names in self.read.items()}
 
     def reads_text(self) -> bool:
-        """Whether a transcript changes this run's prediction (a text encoder input, or the LM's prompt)."""
-        return "asr" in self.features or self.cfg.model.kind == "emotion_lm" or "text" in self.modalities()
+        return self.text
 
     def describe(self) -> dict:
         return {"run_dir": str(self.run_dir), "name": self.cfg.name, "kind": self.cfg.model.kind,
-                "inputs": self.inputs, "modalities": self.modalities(), "labels": self.label_names,
+                "inputs": self.inputs, "modalities": self.modalities(), "reads_text": self.text,
+                "reads_face": "face" in self.read, "reads_audio": "audio" in self.read,
+                "summary": describe_model(self.read, self.text, self.prompt), "labels": self.label_names,
                 "target": self.cfg.data.target, "explains": self.can_explain}
 
     # -- prediction -----------------------------------------------------------------------------------------
     def predict(self, video=None, audio=None, image=None, text: Optional[str] = None, explain: bool = False,
                 face_dir: Optional[str | Path] = None) -> dict:
         inputs = _check_inputs(video, audio, image, text)
+        given = {k: bool(getattr(inputs, k)) for k in ("video", "audio", "image", "text")}
+        not_used = unused_inputs(given, self.read, self.text)
+        duration = self._duration(inputs)
         sample, root = _as_sample(inputs, self.cfg.data.dataset)
-        missing: dict[str, str] = {}
-        transcript_source = "given" if inputs.text else None
-        if not inputs.text and (sample.audio or sample.video) and self.reads_text():
-            try:
-                sample.text = str(self._extract("asr", sample, root).value).strip()
-                transcript_source = "asr" if sample.text else None
-            except EmotuneError as exc:
-                missing["asr"] = _reason(exc, "asr")
+        if not self.text:
+            sample.text = ""  # given text this model never reads is not passed on (nor transcribed)
 
-        feats: dict[str, Optional[np.ndarray]] = {}
-        crops: dict[str, np.ndarray] = {}
-        for modality, names in self.modalities().items():
-            for name in names:
-                feats[name] = None
-                if not _has(modality, sample):
-                    missing[name] = f"no {SOURCE_OF.get(modality, modality)} given"
-                    continue
-                try:
-                    out = self._extract(name, sample, root)
-                except EmotuneError as exc:
-                    missing[name] = _reason(exc, name)
-                    continue
-                feats[name] = np.asarray(out.value)
-                crops.update(out.crops)
-        present = [n for n, v in feats.items() if v is not None]
-        if not present:
-            why = "; ".join(f"{n}: {missing[n]}" for n in self.inputs)
+        long = self.lane is not None and duration is not None and duration > self.long_clip_s
+        if long:
+            got = self.lane.run(sample, root, self.read, self.text)
+        else:
+            got = extract_all(sample, root, self.read, self.text, extract=self._extract)
+        feats, missing = got["feats"], got["missing"]
+        transcript = got["text"] if self.text else ""
+        used = used_inputs(given, feats, self.read, transcript, got["text_source"], self.prompt)
+        if not used:
+            why = "; ".join([*(f"{n}: {r}" for n, r in missing.items()), *(f"{n}: {r}" for n, r in not_used.items())])
             raise EmotuneError(f"none of this run's inputs could be computed from the "
-                               f"{' + '.join(inputs.given())} given ({why})")
+                               f"{' + '.join(inputs.given())} given ({why}). {describe_model(self.read, self.text, self.prompt)}")
+        text_used = any(u["input"] == "text" for u in used)
 
-        ex = self._examples(feats, sample.text)
+        ex = self._examples(feats, transcript if text_used else "")
         probs = self._proba(ex)
         result = {
             **self._verdict(probs),
-            "modalities": [m for m, names in self.modalities().items() if any(feats[n] is not None for n in names)],
+            "used": used,
+            "not_used": not_used,
+            "modalities": [u["input"] for u in used],
             "inputs": inputs.given(),
-            "features": present,
+            "features": [n for n, v in feats.items() if v is not None],
             "missing": missing,
-            "transcript": sample.text,
-            "transcript_source": transcript_source,
-            "face": self._save_face(crops.get("peak"), sample, root, face_dir),
-            "contributions": self._contributions(ex, probs),
+            "transcript": transcript if text_used else None,
+            "transcript_source": got["text_source"] if text_used else None,
+            "face": self._save_face(got["crops"].get("peak"), face_dir) if "face" in self.read else None,
+            "contributions": self._contributions(ex, probs, used),
+            "duration_s": None if duration is None else round(duration, 3),
             "run": {"dir": str(self.run_dir), "name": self.cfg.name, "kind": self.cfg.model.kind},
         }
         if explain:
             result["explanation"] = self._explain(ex)
         return result
+
+    def _duration(self, inputs: Inputs) -> Optional[float]:
+        """Seconds of the audio/video given, read from its header (only servers ask: a CLI run has no limit)."""
+        if self.max_duration_s is None and self.lane is None:
+            return None
+        lengths = [check_duration(p, self.max_duration_s, f"the {kind}")
+                   for kind, p in (("video", inputs.video), ("audio", inputs.audio)) if p]
+        known = [s for s in lengths if s is not None]
+        return max(known) if known else None
 
     def _extract(self, name: str, sample: Sample, root: Path):
         from emotune.features.store import extract_output
@@ -154,6 +172,7 @@ class Predictor:
         from emotune.experiments.run import apply_eval_time
 
         C = len(self.label_names)
+        feats = {name: feats.get(name) for name in self.inputs}  # inputs dropped at test time stay missing
         ex = Examples(ids=[INPUT_ID], label_names=self.label_names, features={k: [v] for k, v in feats.items()},
                       texts=[text or ""], context=[[]], y=np.full(1, -1, dtype=np.int64),
                       y_multi=np.zeros((1, C), np.float32), y_soft=np.zeros((1, C), np.float32), groups=[None])
@@ -174,33 +193,31 @@ class Predictor:
             out["labels"] = [n for n, p in zip(self.label_names, probs) if p >= 0.5]
         return out
 
-    def _contributions(self, ex: Examples, probs: np.ndarray) -> dict:
-        """For each modality present: the prediction with its features set to missing (its text blanked too).
+    def _contributions(self, ex: Examples, probs: np.ndarray, used: list[dict]) -> dict:
+        """For each input used: the prediction with it left out (its features missing; for text, the
+        transcript blanked as well, which is how an LM prompt loses it).
 
-        `drop` is how much the predicted class's probability falls without that modality: positive means
-        the modality supported the prediction.
+        `drop` is how much the predicted class's probability falls without that input: positive means
+        the input supported the prediction.
         """
         top = int(np.argmax(probs))
         out = {}
-        for modality, names in self.modalities().items():
-            if not any(ex.features[n][0] is not None for n in names):
-                continue
-            feats = {k: ([None] if k in names else v) for k, v in ex.features.items()}
-            texts = [""] if modality == "text" else ex.texts
+        for u in used:
+            feats = {k: ([None] if k in u["features"] else v) for k, v in ex.features.items()}
+            texts = [""] if u["input"] == "text" else ex.texts
             without = self._proba(dataclasses.replace(ex, features=feats, texts=texts))
-            out[modality] = {"features": names, **self._verdict(without), "drop": float(probs[top] - without[top])}
+            out[u["input"]] = {"features": u["features"], **({"transcript": True} if u["input"] == "text" else {}),
+                               **self._verdict(without), "drop": float(probs[top] - without[top])}
         return out
 
-    def _save_face(self, crop: Optional[np.ndarray], sample: Sample, root: Path, face_dir) -> Optional[str]:
-        """The face shown with the prediction: the face extractor's peak crop when the run reads faces;
-        otherwise the largest face in the middle frame (display only: such a run never sees it)."""
-        if crop is None and (sample.video or sample.image):
-            crop = _display_face(root / (sample.video or sample.image))
-        if crop is None:
+    def _save_face(self, crop: Optional[np.ndarray], face_dir) -> Optional[str]:
+        """The face the model read (the face extractor's peak crop), written only where the caller asks:
+        a crop in a temporary folder nobody removes would be left behind."""
+        if crop is None or not face_dir:
             return None
         import cv2
 
-        folder = Path(face_dir) if face_dir else Path(tempfile.mkdtemp(prefix="emotune_face_"))
+        folder = Path(face_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"face_{os.getpid()}_{next(_face_numbers)}.png"
         if not cv2.imwrite(str(path), crop):
@@ -230,8 +247,9 @@ def load_predictor(run_dir: str | Path) -> Predictor:
 
 def predict(run_dir: str | Path, video=None, audio=None, image=None, text: Optional[str] = None,
             explain: bool = False, face_dir: Optional[str | Path] = None) -> dict:
-    """label, probabilities (sum 1 for single-label runs), modalities used, transcript, face crop path,
-    each modality's contribution and, with `explain` on an emotion-LM run, a generated explanation."""
+    """label, probabilities (sum 1 for single-label runs), the inputs used and not used, transcript, face
+    crop path (with face_dir, for runs that read faces), each used input's contribution and, with
+    `explain` on an emotion-LM run, a generated explanation."""
     return load_predictor(run_dir).predict(video, audio, image, text, explain, face_dir)
 
 
@@ -260,35 +278,3 @@ def _as_sample(inputs: Inputs, dataset: str) -> tuple[Sample, Path]:
     sample = Sample(id=INPUT_ID, dataset=dataset, text=inputs.text, audio=rel(inputs.audio), video=rel(inputs.video),
                     image=rel(inputs.image))
     return sample, root
-
-
-def _has(modality: str, sample: Sample) -> bool:
-    if modality == "audio":
-        return bool(sample.audio or sample.video)
-    if modality == "face":
-        return bool(sample.video or sample.image)
-    if modality == "text":
-        return bool(sample.text)
-    return True
-
-
-def _reason(exc: EmotuneError, name: str) -> str:
-    """extract_output says '<name>: <file>: <reason>'; keep '<file>: <reason>'."""
-    text = str(exc)
-    return text[len(name) + 2:] if text.startswith(name + ": ") else text
-
-
-def _display_face(path: Path) -> Optional[np.ndarray]:
-    from emotune.media.errors import MediaError
-    from emotune.media.faces import largest_face
-    from emotune.media.video import sample_frames
-
-    try:
-        frames = sample_frames(path, count=5)
-    except MediaError:
-        return None
-    for _, frame in sorted(frames, key=lambda tf: abs(tf[0] - frames[len(frames) // 2][0])):
-        face = largest_face(frame)
-        if face is not None:
-            return face
-    return None

@@ -1,9 +1,10 @@
-"""A small trained run and a live demo server, shared by the predict, demo and browser tests.
+"""Small trained runs and live servers, shared by the predict, API, demo and browser tests.
 
-The run is a logistic-regression baseline on eGeMAPS (audio) + MiniLM (text), trained on the first
+`serve_run` is a logistic-regression baseline on eGeMAPS (audio) + MiniLM (text), trained on the first
 repetition of two RAVDESS actors (60 clips), so it takes seconds: what these tests check is the path from
-raw media to a prediction, not accuracy. Its features land in the session's EMOTUNE_CACHE (reused across
-sessions when the caller sets one).
+raw media to a prediction, not accuracy. `audio_run` is the same on eGeMAPS alone (a model that reads no
+text), `lm_run` an emotion LM on a tiny random backbone that reads text only through its prompt. Their
+features land in the session's EMOTUNE_CACHE (reused across sessions when the caller sets one).
 """
 
 from __future__ import annotations
@@ -49,6 +50,79 @@ def serve_run(tmp_path_factory, emotune_cache) -> Path:
     return train(str(tmp / "recipe.yaml"), ["model.baseline.C_grid=[0.1]"])
 
 
+@pytest.fixture(scope="session")
+def audio_run(serve_run, tmp_path_factory) -> Path:
+    """The same data and model kind on eGeMAPS alone: a model that reads no text (and no faces)."""
+    from emotune.experiments.run import train
+
+    tmp = tmp_path_factory.mktemp("audio_run")
+    return train(str(serve_run.parent / "recipe.yaml"), ["model.inputs=[egemaps]", "model.baseline.C_grid=[0.1]",
+                                                         "name=serve_audio_only", f"run_dir={tmp / 'run'}"])
+
+
+@pytest.fixture(scope="session")
+def lm_run(serve_run, tmp_path_factory) -> Path:
+    """An emotion LM on eGeMAPS and a tiny random backbone (one epoch): it reads text only through its
+    prompt's transcript slot, and it explains (generates). Fast, not accurate."""
+    from emotune.experiments.run import train
+    from tests.model.tiny import make_tiny_lm
+
+    tmp = tmp_path_factory.mktemp("lm_run")
+    backbone = make_tiny_lm(tmp / "tiny_lm")
+    return train(str(serve_run.parent / "recipe.yaml"), [
+        "model.kind=emotion_lm", "model.inputs=[egemaps]", f"model.lm.backbone={backbone}", "model.lm.dtype=fp32",
+        "model.lm.projector=linear", "train.epochs=1", "train.bf16=false", "train.progress=false", "name=serve_lm",
+        f"run_dir={tmp / 'run'}"])
+
+
+def start_serve(run_dir: Path, log: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`emotune serve RUN_DIR --no-chat` on a free loopback port; (process, base URL) once it listens."""
+    import re
+
+    cmd = [sys.executable, "-m", "emotune.cli", "serve", str(run_dir), "--no-chat", "--port", "0", *args]
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    deadline = time.time() + 120
+    while not (m := re.search(r"listening on (http://127\.0\.0\.1:\d+)/v1", log.read_text(errors="replace"))):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"emotune serve RUN_DIR did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return proc, m.group(1)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+def speech_clip(path: Path, seconds: float) -> Path:
+    """Real speech of `seconds` (RAVDESS clips of an actor no run saw, end to end): WAV, or any ffmpeg format."""
+    import numpy as np
+    import soundfile as sf
+
+    from emotune.media.audio import load_audio
+
+    parts, total = [], 0
+    for clip in ravdess_clips(actor=4, count=60):
+        parts.append(load_audio(clip))
+        total += len(parts[-1])
+        if total >= seconds * 16000:
+            break
+    audio = np.concatenate(parts)[: int(seconds * 16000)]
+    wav = path.with_suffix(".wav")
+    sf.write(str(wav), audio, 16000, subtype="PCM_16")
+    if path.suffix != ".wav":
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), str(path)], check=True)
+        wav.unlink()
+    return path
+
+
 def ravdess_clips(actor: int = 3, count: int = 20) -> list[Path]:
     """Clips of an actor the test run never saw."""
     folder = data_dir("ravdess_speech") / f"Actor_{actor:02d}"
@@ -72,17 +146,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def demo_server(serve_run, tmp_path_factory):
-    """`emotune demo` as a real subprocess on a free loopback port; yields its URL, stops it after the session."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("demo_server") / "server.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    examples = os.environ.get("EMOTUNE_DATA", "")
-    cmd = [sys.executable, "-m", "emotune.cli", "demo", str(serve_run), "--port", str(port),
-           "--max-upload-mb", str(MAX_UPLOAD_MB), "--concurrency", "2", "--queue-size", "32"]
-    if examples:
-        cmd += ["--examples", str(Path(examples) / "mer2023_examples")]
+def start_demo(run_dir: Path, log_path: Path, *args: str, env: dict | None = None, port: int | None = None) -> dict:
+    """`emotune demo` as a real subprocess on a free loopback port: {"url", "proc", "log", "port"} once it answers."""
+    port = port or free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [sys.executable, "-m", "emotune.cli", "demo", str(run_dir), "--port", str(port), *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -100,9 +168,16 @@ def demo_server(serve_run, tmp_path_factory):
             proc.kill()
             pytest.fail(f"demo server did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.5)
-    yield {"url": url, "proc": proc, "log": log_path}
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return {"url": url, "proc": proc, "log": log_path, "port": port}
+
+
+@pytest.fixture(scope="session")
+def demo_server(serve_run, tmp_path_factory):
+    """`emotune demo` on the text-reading run; yields {"url", "proc", "log", "port"}, stops it after the session."""
+    args = ["--max-upload-mb", str(MAX_UPLOAD_MB), "--concurrency", "2", "--queue-size", "32"]
+    examples = os.environ.get("EMOTUNE_DATA", "")
+    if examples:
+        args += ["--examples", str(Path(examples) / "mer2023_examples")]
+    server = start_demo(serve_run, tmp_path_factory.mktemp("demo_server") / "server.log", *args)
+    yield server
+    stop(server["proc"])

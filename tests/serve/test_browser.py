@@ -41,17 +41,24 @@ def test_upload_a_clip_and_see_the_emotion_and_chart(demo_server, serve_run, bro
     page.locator("#in-text textarea").fill(clip["subtitle"])
     page.locator("#analyse").click()
 
-    # The predicted label, the bars (one Vega rect mark per class) and the face crop appear.
+    # The predicted label, the bars (one Vega rect mark per class) and the inputs the model used appear.
     heading = page.locator("#out-label h2")
     heading.wait_for(timeout=120_000)
     bars = page.locator("#out-chart .mark-rect path")
     bars.first.wait_for(state="attached", timeout=30_000)  # a bar near 0 has no height: "hidden" to Playwright
-    page.locator("#out-face img").wait_for(timeout=30_000)
     label = heading.inner_text().strip()
     assert label in labels
     assert bars.count() == len(labels)
     assert page.locator("#out-transcript textarea").input_value() == clip["subtitle"]
-    assert "audio" in page.locator("#out-contrib").inner_text()
+    contrib = page.locator("#out-contrib").inner_text()
+    assert "audio" in contrib and "text" in contrib
+    used = page.locator("#out-used")
+    used.get_by_text("Used by the model").wait_for(timeout=30_000)
+    assert "audio from the video's audio track" in used.inner_text()
+    assert "text from the given text" in used.inner_text()
+    assert "video frames: not used by this model" in used.inner_text()
+    # This run reads no faces: no face is shown as if it had been read.
+    assert page.locator("#out-face img").count() == 0 and not page.locator("#out-face").is_visible()
     page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     assert not errors, errors

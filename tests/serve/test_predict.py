@@ -41,13 +41,13 @@ def check_result(result: dict, run_dir: Path) -> None:
 
 def test_cli_on_the_labelled_mer2023_clips(serve_run, tmp_path, capsys):
     """Video with Chinese speech: audio features from the video's own track, the English subtitle as text.
+    The run reads no faces, so no face is shown and the frames are listed as not used.
 
     Through the CLI's entry point in this process (the extractors load once for the 4 clips); the test
     below runs the installed command in a subprocess.
     """
     clips = mer_examples()
     assert len(clips) == 4
-    faces = 0
     for clip in clips:
         args = ["predict", str(serve_run), "--video", str(clip["path"]), "--face-dir", str(tmp_path / clip["path"].stem)]
         if clip["subtitle"]:
@@ -58,20 +58,17 @@ def test_cli_on_the_labelled_mer2023_clips(serve_run, tmp_path, capsys):
         result = json.loads(out)
         check_result(result, serve_run)
         assert result["inputs"][0] == "video"
-        assert "audio" in result["modalities"] and result["features"][0] == "egemaps"
+        assert result["used"][0] == {"input": "audio", "from": "the video's audio track", "features": ["egemaps"]}
+        assert result["features"][0] == "egemaps"
         if clip["subtitle"]:
             assert result["transcript"] == clip["subtitle"] and result["transcript_source"] == "given"
-            assert set(result["contributions"]) == {"audio", "text"}
-        else:  # no subtitle: Whisper (English-only) transcribes the video's Chinese speech as best it can
-            assert result["transcript_source"] == "asr" and result["transcript"]
-        if result["face"]:
-            import cv2
-
-            crop = cv2.imread(result["face"])
-            assert crop is not None and crop.shape[0] >= 24 and crop.shape[2] == 3
-            assert Path(result["face"]).parent == tmp_path / clip["path"].stem
-            faces += 1
-    assert faces >= 3  # the Haar cascade finds the speaker in (at least) 3 of the 4 film clips
+            assert set(result["contributions"]) == set(result["modalities"]) == {"audio", "text"}
+        else:  # no subtitle: Whisper (English-only) declines the Chinese speech, so the model reads no text
+            assert result["transcript"] is None and "English" in result["missing"]["asr"]
+            assert set(result["contributions"]) == set(result["modalities"]) == {"audio"}
+        assert result["face"] is None and not (tmp_path / clip["path"].stem).exists()
+        assert result["not_used"] == {"video frames": "not used by this model (it reads no faces; only the video's "
+                                                      "sound is used)"}
 
 
 def test_cli_on_a_ravdess_clip_transcribes_it(serve_run):
@@ -87,7 +84,9 @@ def test_cli_on_a_ravdess_clip_transcribes_it(serve_run):
     assert "door" in result["transcript"].lower(), result["transcript"]
     assert statement.split()[0] in result["transcript"].lower()
     assert result["modalities"] == ["audio", "text"]
-    assert result["face"] is None
+    assert result["used"][1] == {"input": "text", "from": "Whisper's transcript of the speech", "features": ["minilm"],
+                                 "in_prompt": False}
+    assert result["face"] is None and result["not_used"] == {}
 
 
 def test_a_contribution_is_the_prediction_without_that_modality(serve_run):
@@ -112,7 +111,7 @@ def test_explain_on_a_baseline_gives_no_explanation(serve_run):
 @pytest.mark.parametrize("args, message", [
     ([], "nothing to predict from"),
     (["--audio", "no_such_file.wav"], "file not found"),
-    (["--image", "PLACEHOLDER_IMAGE"], "none of this run's inputs could be computed"),
+    (["--image", "PLACEHOLDER_IMAGE"], "image: not used by this model (it reads no faces)"),
     (["--video", "PLACEHOLDER_TEXT_AS_MP4"], "unreadable media"),
 ])
 def test_bad_input_is_one_line_and_exit_2(serve_run, tmp_path, capsys, args, message):
@@ -135,19 +134,6 @@ def test_not_a_run_directory(tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def lm_run(serve_run, tmp_path_factory) -> Path:
-    """The same data as an emotion LM on a tiny random backbone (one epoch): the explanation path, fast."""
-    from emotune.experiments.run import train
-    from tests.model.tiny import make_tiny_lm
-
-    tmp = tmp_path_factory.mktemp("lm_run")
-    backbone = make_tiny_lm(tmp / "tiny_lm")
-    return train(str(serve_run.parent / "recipe.yaml"), [
-        "model.kind=emotion_lm", f"model.lm.backbone={backbone}", "model.lm.dtype=fp32", "model.lm.projector=linear",
-        "train.epochs=1", "train.bf16=false", "train.progress=false", f"run_dir={tmp / 'run'}"])
-
-
 def test_explain_with_an_emotion_lm_run(lm_run):
     clip = ravdess_clips(actor=3, count=1)[0]
     result = predict(lm_run, audio=clip, text="Kids are talking by the door.", explain=True)
@@ -155,5 +141,6 @@ def test_explain_with_an_emotion_lm_run(lm_run):
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
     assert isinstance(result["explanation"], str) and result["explanation"]  # EmotionLM.generate's answer
     assert set(result["contributions"]) == {"audio", "text"}
-    # The LM reads the transcript in its prompt, so removing the text modality blanks it there too.
+    # The LM reads the transcript in its prompt only (no text encoder), so leaving the text out blanks it there.
+    assert result["used"][1] == {"input": "text", "from": "the given text", "features": [], "in_prompt": True}
     assert result["contributions"]["text"]["probabilities"] != result["probabilities"]
