@@ -40,7 +40,7 @@ def _reasons(missing: dict) -> Counter:
 def test_feature_run_goes_past_bad_media_and_reports_each_reason(corpus, tmp_path, capsys):
     cache = tmp_path / "cache"
     code, out = _features(capsys, corpus, cache, "--json")
-    assert code == 0
+    assert code == 1  # the run goes past every bad file, then exits non-zero: samples have unreadable media
     summary = json.loads(out)
 
     expected = Counter(reason for _, _, reason in EXPECTED.values())
@@ -67,14 +67,14 @@ def test_feature_run_goes_past_bad_media_and_reports_each_reason(corpus, tmp_pat
 
     # The second run: recorded failures are not retried, nothing is recomputed, the table names every reason.
     code, out = _features(capsys, corpus, cache)
-    assert code == 0
+    assert code == 1
     row = next(line for line in out.splitlines() if line.startswith("logmel"))
     assert row.split()[2:5] == ["0", str(ok), str(len(EXPECTED) - ok)]  # done, cached, missing
     for reason in expected:
         assert reason in row
 
     code, out = _features(capsys, corpus, cache, "--check", "--json")
-    assert code == 0  # everything was tried: nothing left "not extracted"
+    assert code == 1  # everything was tried (nothing left "not extracted"), but media are unreadable
     report = json.loads(out)["logmel"]
     assert report["present"] == ok and report["not_extracted"] == 0
     assert _reasons(report["missing"]) == expected
