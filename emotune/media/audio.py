@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from emotune.media.errors import TRUNCATED, TRUNCATED_FRACTION, MediaError, check_readable, first_line
+from emotune.media.kinds import SOUNDFILE_EXT
 
 SAMPLE_RATE = 16_000
-SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"}
 
 
 def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from emotune.media.errors import TRUNCATED, TRUNCATED_FRACTION, MediaError, check_readable, first_line
-
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from emotune.media.kinds import media_kind
 
 
 def is_image(path: Path | str) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXT
+    return media_kind(path) == "image"
 
 
 def load_image(path: Path | str) -> np.ndarray:

@@ -36,13 +36,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emotune.media.kinds import ALL_EXT, media_kind
 from emotune.serve.faults import FaultPlan
 from emotune.serve.generation import GenRequest, GenResult
 from emotune.serve.guard import Guard, error_body
 
-AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"}
-VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 log = logging.getLogger("emotune.serve")
 
 
@@ -347,10 +345,10 @@ async def _as_stream(body: dict):
 
 def _media_field(filename: str) -> tuple[str, str]:
     suffix = Path(filename).suffix.lower()
-    for field, exts in (("audio", AUDIO_EXT), ("video", VIDEO_EXT), ("image", IMAGE_EXT)):
-        if suffix in exts:
-            return field, suffix
-    known = ", ".join(sorted(AUDIO_EXT | VIDEO_EXT | IMAGE_EXT))
+    field = media_kind(filename)
+    if field is not None:
+        return field, suffix
+    known = ", ".join(sorted(ALL_EXT))
     raise APIError(415, f"file type '{suffix or '(none)'}' is not accepted; send one of {known}", code="unsupported_media_type")
 
 

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--faults", default=None, metavar="SPEC",
                    help="TESTING ONLY: make some chat replies fail, e.g. 'error=0.1,empty=0.1,malformed=0.1,slow=0.1' "
                         "or a cycle 'error,ok,empty' (default: $EMOTUNE_SERVE_FAULTS; off)")
-    p.add_argument("--fault-seed", type=int, default=0)
+    p.add_argument("--fault-seed", type=int, default=0, help="seed of the injected faults (with the fault options above)")
     p.add_argument("--slow-s", type=float, default=30.0, help="delay of a 'slow' fault in seconds")
     p.set_defaults(func=cmd_serve)
 

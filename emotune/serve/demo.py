@@ -24,13 +24,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from emotune.errors import EmotuneError
+from emotune.media.kinds import accepted_for
 from emotune.serve.duration import DEFAULT_LONG_CLIP_S, DEFAULT_MAX_DURATION_S, TooLong
 
 log = logging.getLogger("emotune.demo")
 
-VIDEO_EXT = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg"}
-AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"}
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 EXAMPLES_DIR = "mer2023_examples"  # under $EMOTUNE_DATA
 FFPROBE_TIMEOUT_S = 15
 
@@ -52,7 +50,7 @@ def check_upload(path: str | Path, kind: str, max_bytes: int) -> Path:
         raise UploadError(f"{kind} '{name}' is empty (0 bytes)")
     if size > max_bytes:
         raise UploadError(f"{kind} '{name}' is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
-    allowed = {"video": VIDEO_EXT, "audio": AUDIO_EXT | VIDEO_EXT, "image": IMAGE_EXT}[kind]
+    allowed = accepted_for(kind)
     if path.suffix.lower() not in allowed:
         raise UploadError(f"{kind} '{name}': type '{path.suffix or '(none)'}' is not accepted "
                           f"(accepted: {', '.join(sorted(allowed))})")

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Optional
 
 from emotune.errors import EmotuneError
+from emotune.media.kinds import SOUNDFILE_EXT
 
 DEFAULT_MAX_DURATION_S = 300.0
 # Clips longer than this are extracted in a separate low-priority process, so that a short clip is
 # never queued behind one (a 30-s clip costs a few seconds to extract on 2 cores).
 DEFAULT_LONG_CLIP_S = 30.0
-SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"}
 FFPROBE_TIMEOUT_S = 15
 
 

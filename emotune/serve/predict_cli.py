@@ -23,9 +23,9 @@ def register(sub) -> None:
                        description="Serve a Gradio app: upload or record a video, audio or image, see the emotion, its "
                                    "probabilities, the inputs the model used (the face and transcript only when "
                                    "the model reads them) and each input's contribution.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory made by `emotune train` (the model the demo serves)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; 0.0.0.0 exposes it)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port of the web page")
     p.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload")
     p.add_argument("--max-duration-s", type=float, default=300.0,
                    help="longest audio or video in seconds, read from its header (longer ones get a message)")

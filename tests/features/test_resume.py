@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from emotune.data.sample import Sample
 from emotune.features.base import get_extractor
@@ -51,6 +52,9 @@ def test_sigkill_then_resume(ravdess_root, tmp_path):
     assert 0 < len(finished["egemaps"]) < len(samples)
     stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for n in NAMES for p in before[n]}
 
+    # Bit-exact means a run compared with itself: the resumed part and the reference run on one BLAS
+    # thread like the killed process (2 threads sum the mel filterbank in another order).
+    single = threadpool_limits(limits=1)
     summary = ensure_features(m, NAMES, cache, progress=False)
     for n in NAMES:
         assert summary[n]["cached"] == len(finished[n]), n
@@ -64,6 +68,7 @@ def test_sigkill_then_resume(ravdess_root, tmp_path):
     ref_cache = tmp_path / "ref"
     ensure_features(m, NAMES, ref_cache, progress=False)
     reference = load_features(m, NAMES, ref_cache)
+    single.unregister()
     for n in NAMES:
         assert sorted(resumed[n]) == sorted(reference[n]) == sorted(s.id for s in samples)
         assert all(np.array_equal(resumed[n][i], reference[n][i]) for i in reference[n]), n

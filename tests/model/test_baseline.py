@@ -71,12 +71,14 @@ def test_lr_learns_with_grouped_inner_cv_and_missing_sequences(data):
     assert ua(m, test) > 0.6  # chance is 0.25
     # Standardisation statistics come from the training samples only.
     X = np.stack(train.features["a"])  # a float64 mean over the rows, summed in any order (worst-case bound)
-    np.testing.assert_allclose(m.encoder.mean[:12], X.mean(0), **tol(np.float64, len(X), np.abs(X).mean(0).max(), bound="worst"))
+    np.testing.assert_allclose(m.encoder.mean[:12], X.mean(0),
+                               **tol(np.float64, len(X), np.abs(X).mean(0).max(), bound="worst"))
     # A sample without any feature still gets a finite distribution (zeros + missing indicators).
     empty = test.subset([0])
     empty.features = {k: [None] for k in empty.features}
     p = m.predict_proba(empty)
-    assert np.isfinite(p).all() and p.sum() == pytest.approx(1, abs=approx_abs(np.float32, 2 * 4))  # 4 fp32 values, cast and summed
+    # 4 fp32 probabilities (cast from float64), summed: 8 roundings.
+    assert np.isfinite(p).all() and p.sum() == pytest.approx(1, abs=approx_abs(np.float32, 2 * 4))
 
 
 def test_missing_indicator_columns(data):

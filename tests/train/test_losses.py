@@ -8,6 +8,12 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from emotune.train.losses import class_weights, make_loss
 from emotune.train.sampling import balanced_sampler, balanced_weights
+from tests.tolerance import tol
+
+
+def close(ref: torch.Tensor) -> dict:
+    """A loss over the 32 x 5 batch sums at most 160 fp32 terms, in an order each implementation picks."""
+    return tol(torch.float32, 32 * 5, float(ref.abs()))
 
 
 @pytest.fixture
@@ -41,13 +47,13 @@ def test_single_ce_equals_torch_weighted_ce_with_ignore(batch):
     w = np.array([1.0, 2.0, 0.5, 3.0, 1.0], dtype=np.float32)
     ours = make_loss("ce", class_weights=w)(logits, y)
     ref = F.cross_entropy(logits, y, weight=torch.tensor(w), ignore_index=-1)
-    assert torch.allclose(ours, ref, atol=1e-6)
+    assert torch.allclose(ours, ref, **close(ref))
 
 
 def test_focal_gamma0_is_ce_and_focal_downweights_easy(batch):
     logits, y = batch
     ce = make_loss("ce")(logits, y)
-    assert torch.allclose(make_loss("focal", gamma=0.0)(logits, y), ce, atol=1e-6)
+    assert torch.allclose(make_loss("focal", gamma=0.0)(logits, y), ce, **close(ce))
     focal = make_loss("focal", gamma=2.0)(logits, y)
     assert focal < ce
     # A confidently right sample contributes almost nothing under focal loss, a wrong one nearly its CE.
@@ -55,6 +61,7 @@ def test_focal_gamma0_is_ce_and_focal_downweights_easy(batch):
     hard = torch.tensor([[0.0, 10, 0]])
     t = torch.tensor([0])
     assert make_loss("focal", gamma=2.0)(easy, t) < 1e-6 * make_loss("ce")(easy, t) + 1e-9
+    # Not rounding: focal = CE * (1 - p)^2 with p ~ 5e-5 here, a true difference of ~1e-4 relative.
     assert torch.isclose(make_loss("focal", gamma=2.0)(hard, t), make_loss("ce")(hard, t), rtol=1e-3)
 
 
@@ -63,25 +70,26 @@ def test_soft_with_one_hot_equals_single(batch):
     w = np.linspace(0.5, 2.0, 5).astype(np.float32)
     onehot = F.one_hot(y, 5).float()
     for kind in ("ce", "focal"):
-        assert torch.allclose(make_loss(kind, w, target="soft")(logits, onehot),
-                              make_loss(kind, w, target="single")(logits, y), atol=1e-6)
+        single = make_loss(kind, w, target="single")(logits, y)
+        assert torch.allclose(make_loss(kind, w, target="soft")(logits, onehot), single, **close(single))
 
 
 def test_soft_ce_equals_torch_probability_targets(batch):
     logits, _ = batch
     t = torch.softmax(torch.randn(32, 5, generator=torch.Generator().manual_seed(1)), -1)
-    assert torch.allclose(make_loss("ce", target="soft")(logits, t), F.cross_entropy(logits, t), atol=1e-6)
+    ref = F.cross_entropy(logits, t)
+    assert torch.allclose(make_loss("ce", target="soft")(logits, t), ref, **close(ref))
 
 
 def test_multi_bce_equals_torch_and_focal_gamma0(batch):
     logits, _ = batch
     t = (torch.rand(32, 5, generator=torch.Generator().manual_seed(2)) > 0.6).float()
     ref = F.binary_cross_entropy_with_logits(logits, t)
-    assert torch.allclose(make_loss("ce", target="multi")(logits, t), ref, atol=1e-6)
-    assert torch.allclose(make_loss("focal", gamma=0.0, target="multi")(logits, t), ref, atol=1e-6)
+    assert torch.allclose(make_loss("ce", target="multi")(logits, t), ref, **close(ref))
+    assert torch.allclose(make_loss("focal", gamma=0.0, target="multi")(logits, t), ref, **close(ref))
     w = torch.tensor([1.0, 2.0, 1.0, 1.0, 0.5])
     ref_w = (F.binary_cross_entropy_with_logits(logits, t, reduction="none") * w).sum() / (32 * w.sum())
-    assert torch.allclose(make_loss("ce", w.numpy(), target="multi")(logits, t), ref_w, atol=1e-6)
+    assert torch.allclose(make_loss("ce", w.numpy(), target="multi")(logits, t), ref_w, **close(ref_w))
 
 
 def test_loss_has_gradient_and_rejects_unknown_kind(batch):
@@ -97,7 +105,7 @@ def test_balanced_sampler_draws_classes_uniformly_and_is_seeded():
     y = np.array([0] * 900 + [1] * 90 + [2] * 10)
     drawn = np.array(list(balanced_sampler(y, seed=3, num_samples=30000)))
     freq = np.bincount(y[drawn], minlength=3) / len(drawn)
-    np.testing.assert_allclose(freq, 1 / 3, atol=0.02)
+    np.testing.assert_allclose(freq, 1 / 3, atol=0.02)  # sampling error: 7 standard deviations of 30,000 draws
     assert list(balanced_sampler(y, seed=3)) == list(balanced_sampler(y, seed=3))
     assert list(balanced_sampler(y, seed=3)) != list(balanced_sampler(y, seed=4))
 
