@@ -19,7 +19,8 @@ Answers. The prompt ends with the template's answer prefix ("Emotion:"); the ans
 
 Speed (a CPU has little to spare): the prompt prefix shared by a batch (system prompt, the start of
 the user turn) is run once and its key/value cache expanded over the batch; with LoRA off it is run
-once for the whole training. bf16 autocast; the frozen LM may be stored in bf16 (`model.lm.dtype`).
+once for the whole training. bf16 autocast and bf16 frozen weights where the hardware has fast bf16 matmuls (`model.lm.dtype`,
+`train.bf16`: auto, see precision.py), fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ class EmotionLM:
         self.cfg, self.train_cfg, self.target, self.seed = cfg, train_cfg, target, seed
         self.templates = load_templates(cfg.prompts)
         self.eval_templates = load_templates(cfg.eval_prompts or cfg.prompts)
-        lm, self.tokenizer = load_backbone(cfg.backbone, cfg.dtype)
+        from emotune.model.precision import resolve
+
+        # What `auto` chose on this machine (recorded with the saved model).
+        self.precision = {"weights": resolve(cfg.dtype), "autocast": resolve(train_cfg.bf16)}
+        lm, self.tokenizer = load_backbone(cfg.backbone, self.precision["weights"])
         for p in lm.parameters():
             p.requires_grad_(False)
         attention = cfg.attention if cfg.attention != "auto" else ("sdpa" if torch.cuda.is_available() else "eager")
@@ -86,7 +91,7 @@ class EmotionLM:
         self.batcher = Batcher(self.tokenizer, self.label_names, self.inputs, self.feature_shapes, cfg.tokens, target,
                                cfg.max_text_chars, train_cfg.eval_batch_size)
         lm_weight = max(cfg.lm_loss_weight, 1.0) if target == "reasoning" else cfg.lm_loss_weight
-        autocast = train_cfg.bf16 or cfg.dtype == "bf16"
+        autocast = "bf16" in self.precision.values()
         seqs, owner = label_spellings(self.tokenizer, self.label_names)
         self.net = EmotionLMNet(lm, projectors, seqs, owner, target == "multi", cfg.lora.enabled, lm_weight, autocast)
         self.net.eval()
@@ -205,6 +210,7 @@ class EmotionLM:
             "kind": "emotion_lm", "label_names": self.label_names, "inputs": self.inputs,
             "feature_shapes": {k: list(v) for k, v in self.feature_shapes.items()}, "target": self.target,
             "seed": self.seed, "lm": dataclasses.asdict(self.cfg), "train": dataclasses.asdict(self.train_cfg),
+            "precision": self.precision,
         })
 
     @classmethod

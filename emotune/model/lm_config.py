@@ -23,7 +23,8 @@ class LoRAConfig:
 @dataclasses.dataclass
 class LMConfig:
     backbone: str = "smollm2-135m-instruct"  # built-in offline default, or any HF causal LM id / local path
-    dtype: Literal["fp32", "bf16"] = "bf16"  # dtype of the frozen LM weights (trainable weights stay fp32)
+    # dtype of the frozen LM weights (trainable weights stay fp32); auto = bf16 where bf16 matmuls are fast
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
     projector: Literal["linear", "mlp"] = "mlp"
     projector_hidden: int = 1024  # hidden width of the 2-layer MLP projector
     tokens: int = 4  # LM tokens per vector feature (a sequence feature gives one token per row)

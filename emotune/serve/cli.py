@@ -23,7 +23,8 @@ def register(sub) -> None:
                    help="chat LM: built-in name, Hugging Face id or local folder (default: the built-in SmolLM2-135M-Instruct)")
     p.add_argument("--model-id", default=None, help="the name clients use for the chat model (default: --model)")
     p.add_argument("--no-chat", action="store_true", help="serve /v1/emotion only (no LM loaded)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="LM weights (bf16 is faster on CPUs with AVX512-BF16)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="LM weights; auto = bf16 only where bf16 matmuls are fast (GPUs, CPUs with AVX512-BF16/AMX)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0 = any free port; the chosen one is printed)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $EMOTUNE_API_KEY; none if unset)")
@@ -110,10 +111,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     state = ServeState(model_id=None, limits=limits, faults=faults, api_key=api_key)
     if not args.no_chat:
         from emotune.model.backbone import DEFAULT_BACKBONE, load_backbone
+        from emotune.model.precision import resolve
         from emotune.serve.generation import Generator
 
         name = args.model or DEFAULT_BACKBONE
-        model, tokenizer = load_backbone(name, args.dtype)
+        model, tokenizer = load_backbone(name, resolve(args.dtype))
         threads = args.threads or max(1, min(8, (os.cpu_count() or 2) // 2))
         state.generator = Generator(model, tokenizer, max_batch=args.max_batch, threads=threads)
         state.model_id = args.model_id or name

@@ -8,6 +8,7 @@ run then shows the values used).
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from emotune.errors import check_ranges
 from emotune.vocab import Imbalance
@@ -29,7 +30,9 @@ class TrainConfig:
     # padding per batch, same samples per epoch. Off (the default) = a plain shuffle, the order every
     # published run before it used; turn it on for corpora whose prompts differ a lot in length (MELD).
     group_by_length: bool = False
-    bf16: bool = True  # bf16 autocast for the forward pass (CPUs with AVX512-BF16/AMX, GPUs); never fp16 on CPU
+    # bf16 autocast for the forward pass: auto = only where bf16 matmuls are fast (GPUs, CPUs with AVX512-BF16
+    # or AMX; elsewhere they are ~90x slower than fp32, see emotune/model/precision.py); never fp16 on CPU.
+    bf16: bool | Literal["auto"] = "auto"
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0 = at the end of each epoch only)
     eval_batch_size: int = 32
     progress: bool = True  # progress bar with loss and rate on stderr
