@@ -36,6 +36,14 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/ablations", help="parent folder of the grid's outputs")
     p.set_defaults(func=cmd_ablate)
 
+    p = sub.add_parser("fuse", help="late fusion of two CV runs (the `fusion` model), weights chosen on validation",
+                       description="Pool two cross-validated models' class probabilities per fold, with the weight "
+                                   "chosen on each fold's validation side; writes a CV folder (summary, predictions).")
+    p.add_argument("cv_a", help="a CV directory made by `emotune cv` (e.g. the emotion LM)")
+    p.add_argument("cv_b", help="another CV directory over the same folds (e.g. a head)")
+    p.add_argument("-o", "--out", required=True, help="output CV folder of the fusion model")
+    p.set_defaults(func=cmd_fuse)
+
     p = sub.add_parser("quickstart", help="the main job on the built-in synthetic corpus, end to end",
                        description="Generate the synthetic corpus, extract features, cross-validate a baseline and the "
                                    "emotion LM speaker-independently, and write a report.")
@@ -101,6 +109,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from emotune.experiments.ablate import ablate
 
     ablate(args.grid, executor_options(args), root=args.out, extra=args.overrides)
+    return 0
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from emotune.experiments.fuse import fuse
+
+    fuse(args.cv_a, args.cv_b, args.out)
     return 0
 
 

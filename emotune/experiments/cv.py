@@ -105,8 +105,29 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
         summary["pooled"] = {k: pooled[k] for k in ("wa", "ua", "macro_f1", "weighted_f1")}
         plots.per_class_bars(pooled["per_class"], out_dir / "per_class_pooled.png",
                              title=f"{out_dir.name}: per class, pooled over folds")
+    write_pooled_predictions(fold_dirs, out_dir / "predictions.jsonl", split)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def write_pooled_predictions(fold_dirs: list[Path], path: Path, split: str = "test") -> None:
+    """Every fold's per-sample predictions in one file (with the fold's name), so anyone can recompute
+    the CV's metrics: id, gold, pred, class probabilities (4 decimals), generated text when there is one."""
+    from emotune.io import atomic_write_text
+
+    lines = []
+    for d in fold_dirs:
+        src = d / f"eval_{split}" / "predictions.jsonl"
+        if not src.exists():
+            continue
+        for line in src.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if rec.get("scores"):
+                rec["scores"] = {k: round(v, 4) for k, v in rec["scores"].items()}
+            lines.append(json.dumps({"fold": d.name, **rec}))
+    if lines:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def format_summary(summary: dict) -> str:
