@@ -1,13 +1,14 @@
 """Closed-set scoring vs generate-and-parse: speed, invalid answers and agreement, same model and data.
 
-    python benchmarks/eval.py                       # SmolLM2 zero-shot on 64 RAVDESS-shaped samples
-    python benchmarks/eval.py --run runs/ravdess_lm  # a trained run, on its test split
+    python benchmarks/eval.py                       # SmolLM2 zero-shot on 64 RAVDESS-shaped samples, fp32 and bf16
+    python benchmarks/eval.py --run runs/ravdess_lm  # a trained run, on its test split (its own precision)
 
 Scoring: one forward pass per batch over the prompts, the label tokens read at the last position
 (`EmotionLM.predict_proba`). Generation: greedy decoding (`EmotionLM.generate`, up to
 `model.lm.max_new_tokens` tokens, stopping at the end-of-turn token), then `parse_label`; an answer
 naming no label is counted invalid, never mapped to a class. Agreement is measured on the samples
-generation answered validly. Writes benchmarks/results/eval.json.
+generation answered validly. Scoring is also timed under each of `--precisions` (bf16 is fast only with
+AVX512-BF16/AMX units; the CPU's flags are recorded). Writes benchmarks/results/eval.json.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import date
@@ -30,17 +30,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from emotune.data.labels import load_label_set  # noqa: E402
 from emotune.evaluate.decode import parse_label  # noqa: E402
+from machine import describe  # noqa: E402
 
 
-def zero_shot(n: int):
+def zero_shot(n: int, precision: str = "auto"):
     from emotune.model.emotion_lm import EmotionLM
     from emotune.model.lm_config import LMConfig, LoRAConfig
     from emotune.train.config import TrainConfig
     from train import SHAPES, ravdess_like
 
     ex = ravdess_like(n)
-    model = EmotionLM(ex.label_names, list(SHAPES), SHAPES, LMConfig(dtype="bf16", lora=LoRAConfig(enabled=False)),
-                      TrainConfig(), seed=0)
+    model = EmotionLM(ex.label_names, list(SHAPES), SHAPES, LMConfig(dtype=precision, lora=LoRAConfig(enabled=False)),
+                      TrainConfig(bf16=precision), seed=0)
     for name, proj in model.net.projectors.items():
         proj.set_stats(ex.features[name])
     return model, ex, load_label_set("ravdess"), "SmolLM2-135M-Instruct zero-shot, untrained projectors, RAVDESS-shaped random features"
@@ -65,16 +66,25 @@ def main() -> None:
     ap.add_argument("--run", help="a trained emotion-LM run directory (default: zero-shot SmolLM2)")
     ap.add_argument("--split", default="test")
     ap.add_argument("-n", type=int, default=64, help="samples")
+    ap.add_argument("--precisions", default="fp32,bf16", help="zero-shot scoring is also timed in each of these")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eval.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model, ex, labels, what = from_run(args.run, args.split, args.n) if args.run else zero_shot(args.n)
     load0 = os.getloadavg()[0]
 
-    model.predict_proba(ex.subset(np.arange(min(4, len(ex)))))  # warm-up
-    t0 = time.perf_counter()
-    probs = model.predict_proba(ex)
-    score_s = time.perf_counter() - t0
+    def time_scoring(m) -> tuple[np.ndarray, float]:
+        m.predict_proba(ex.subset(np.arange(min(4, len(ex)))))  # warm-up
+        t0 = time.perf_counter()
+        p = m.predict_proba(ex)
+        return p, time.perf_counter() - t0
+
+    probs, score_s = time_scoring(model)
+    by_precision = {}
+    if not args.run:
+        for precision in [p for p in args.precisions.split(",") if p]:
+            _, seconds = time_scoring(zero_shot(args.n, precision)[0])
+            by_precision[precision] = round(len(ex) / seconds, 2)
 
     t0 = time.perf_counter()
     texts = model.generate(ex)
@@ -88,6 +98,7 @@ def main() -> None:
     result = {
         "date": date.today().isoformat(), "model": what, "samples": len(ex), "eval_batch_size": model.train_cfg.eval_batch_size,
         "max_new_tokens": model.cfg.max_new_tokens, "torch_threads": torch.get_num_threads(),
+        "precision": model.precision, "scoring_samples_per_s_by_precision": by_precision,
         "scoring": {"seconds": round(score_s, 2), "samples_per_s": round(len(ex) / score_s, 2),
                     "accuracy": round(float(np.mean([s == g for s, g in zip(scored, gold)])), 3)},
         "generate_and_parse": {"seconds": round(gen_s, 2), "samples_per_s": round(len(ex) / gen_s, 2),
@@ -96,8 +107,7 @@ def main() -> None:
         "speedup_scoring_vs_generation": round(gen_s / score_s, 1),
         "agreement_where_generation_answers": round(agree / len(valid), 3) if valid else None,
         "examples": [{"generated": texts[i], "parsed": parsed[i], "scored": scored[i]} for i in range(min(5, len(ex)))],
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)},
+        "machine": {**describe(), "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(result, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -112,11 +122,16 @@ def markdown(r: dict) -> list[str]:
     s, g, m = r["scoring"], r["generate_and_parse"], r["machine"]
     return [
         f"`python benchmarks/eval.py`, {r['date']}: {r['model']}; {r['samples']} samples, batches of {r['eval_batch_size']}, "
-        f"torch on {r['torch_threads']} thread(s), 1-minute load average {m['load_average_before']} (shared cores).", "",
+        f"torch on {r['torch_threads']} thread(s), 1-minute load average {m['load_average_before']}. CPU: {m['cpu']} "
+        f"({', '.join(m['matrix_flags'])}; torch kernels {m['torch_cpu_capability']}); weights {r['precision']['weights']}, "
+        f"autocast {r['precision']['autocast']} (what `auto` picks here).", "",
         "| mode | samples/s | seconds | invalid answers | accuracy |", "|---|---|---|---|---|",
         f"| closed-set scoring | {s['samples_per_s']} | {s['seconds']} | 0 (cannot happen) | {s['accuracy']} |",
         f"| greedy generation (≤ {r['max_new_tokens']} tokens) + parse | {g['samples_per_s']} | {g['seconds']} | {g['invalid']} | "
         f"{g['accuracy_invalid_as_wrong']} (invalid = wrong) |", "",
+        *([("Closed-set scoring by precision (samples/s): " + ", ".join(f"{k} {v}" for k, v in r["scoring_samples_per_s_by_precision"].items())
+            + ". bf16 is fast only where the CPU has bf16 dot-product units (AVX512-BF16, AMX); elsewhere PyTorch's fallback kernel is far slower than fp32."), ""]
+          if r.get("scoring_samples_per_s_by_precision") else []),
         f"Scoring is **{r['speedup_scoring_vs_generation']}x** faster. The two agree on "
         f"{r['agreement_where_generation_answers']:.0%} of the samples generation answered validly. Scoring runs the shared "
         "prompt prefix once per batch and reads every label at the last prompt position; generation runs each full prompt "

@@ -32,6 +32,7 @@ REGISTRY = {
     "asr": "emotune.features.asr:WhisperASR",
     "minilm": "emotune.features.text:MiniLM",
     "fer": "emotune.features.face:FER",
+    "fer_image": "emotune.features.face:FERImage",
     "hf": "emotune.features.hf:HuggingFace",
 }
 

@@ -94,3 +94,37 @@ class FER(Extractor):
         peak = int(expressive.argmax())
         value = np.concatenate([per_face.mean(0), per_face.max(0), per_face[peak]])
         return Output(value, crops={"peak": crops[peak]})
+
+
+class FERImage(FER):
+    """`fer_image`: the same CNN on an image that already is a face crop (FER2013, CK+, aligned faces).
+
+    No detection: the whole image is the face. Its feature is the 135-d [7 probabilities, 128-d
+    embedding] of that one face. The network was trained on FER2013's Training split, so on FER2013
+    only PrivateTest (and PublicTest) are unseen by it.
+    """
+
+    name = "fer_image"
+    version = "1"
+    defaults: dict = {}
+    batch_size = 256  # one CNN call per batch of images
+
+    def shape(self):
+        return (FACE_DIM,)
+
+    def compute_batch(self, sources: list[Source]) -> list[Output | Missing]:
+        from emotune.media.errors import MediaError
+        from emotune.media.video import load_image
+
+        images: list = []
+        for src in sources:
+            try:
+                images.append(load_image(src.path))
+            except MediaError as exc:
+                images.append(Missing(exc.reason))
+        ok = [i for i, im in enumerate(images) if not isinstance(im, Missing)]
+        feats = self.classify([images[i] for i in ok]) if ok else np.zeros((0, FACE_DIM), np.float32)
+        out: list[Output | Missing] = list(images)
+        for row, i in enumerate(ok):
+            out[i] = Output(feats[row])
+        return out

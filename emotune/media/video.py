@@ -21,10 +21,23 @@ def load_image(path: Path | str) -> np.ndarray:
     path = Path(path)
     check_readable(path)
     # imdecode on the bytes, not imread: imread fails silently on non-ASCII paths on some platforms.
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if _cut_short(path, data.tobytes()):
+        # OpenCV decodes a cut-off JPEG "successfully", grey below the cut: refuse it instead
+        raise MediaError(path, "truncated image (the file ends before its end marker)")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        raise MediaError(path, "unreadable image")
+        raise MediaError(path, "not an image OpenCV can decode")
     return image
+
+
+def _cut_short(path: Path, data: bytes) -> bool:
+    """A JPEG without its end-of-image marker or a PNG without its IEND chunk near the end of the file."""
+    if data[:3] == b"\xff\xd8\xff":
+        return b"\xff\xd9" not in data[-64:]  # encoders may pad a few bytes after the marker
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in data[-64:]
+    return False
 
 
 def sample_frames(path: Path | str, count: int = 16) -> list[tuple[float, np.ndarray]]:

@@ -50,5 +50,5 @@ def test_still_image_is_one_frame(media_dir, tmp_path):
     frames = sample_frames(tmp_path / "x.png")
     assert len(frames) == 1 and frames[0][1].shape == (40, 50, 3)
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    with pytest.raises(MediaError, match="unreadable image"):
+    with pytest.raises(MediaError, match="not an image OpenCV can decode"):
         sample_frames(tmp_path / "bad.jpg")

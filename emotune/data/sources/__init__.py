@@ -24,6 +24,8 @@ SOURCES = {
     "iemocap": "emotune.data.sources.iemocap",
     "mer": "emotune.data.sources.mer",
     "emoset": "emotune.data.sources.emoset",
+    "fer2013": "emotune.data.sources.fer2013",
+    "image_folder": "emotune.data.sources.image_folder",
     "table": "emotune.data.sources.table",
     "synthetic": "emotune.data.sources.synthetic",
 }
