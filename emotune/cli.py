@@ -99,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`emotune data stats M | head`): not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again, and exit as `head` expects.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

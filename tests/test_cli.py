@@ -123,3 +123,21 @@ def test_an_override_after_a_flag_reaches_the_recipe_through_the_real_cli(verb, 
     wanted = "unknown key 'instruct.nope'" if verb == "instruct" else "unknown key 'nope'"
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and wanted in done.stderr
     assert not (tmp_path / "abl").exists()
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """`emotune data stats M | head`: the reader leaves early; emotune exits quietly (141, like SIGPIPE)."""
+    import subprocess
+    import sys
+
+    from emotune.data.sample import Sample, write_manifest
+
+    samples = [Sample(id=f"s{i}", dataset="table", label="happy", text=f"text {i}", split="train") for i in range(50)]
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, "table", tmp_path, "ravdess", "all", samples)
+    proc = subprocess.Popen([sys.executable, "-m", "emotune.cli", "data", "stats", str(manifest)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -80,7 +80,9 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
         cm = fold_cm if cm is None else cm + fold_cm
         fold_invalid = np.asarray(m.get("invalid_by_gold") or np.zeros(len(names)), dtype=np.int64)
         invalid = fold_invalid if invalid is None else invalid + fold_invalid
-    summary: dict = {"folds": list(per_fold), "split": split}
+    # std over folds is the population std (ddof 0), as in every published emotune figure; with k folds the
+    # sample std (ddof 1, what most papers print) is larger by sqrt(k / (k - 1)) (1.095 for 6 folds).
+    summary: dict = {"folds": list(per_fold), "split": split, "std_ddof": 0}
     for key in SUMMARY_METRICS:
         vals = [m[key] for m in per_fold.values() if key in m]
         if vals:
