@@ -27,12 +27,15 @@ class DataConfig:
     # Quick ablations on big datasets: a seeded, label-stratified subsample of each side (0 = everything).
     # Tables made with these say so; headline results use the full splits.
     max_train: int = 0
-    max_eval: int = 0
+    max_eval: int = 0  # validation and test sides
+    # Validation side only (0 = max_eval): a model that validates every epoch (the LM) can select on a
+    # stratified part of a large dev set while its test side stays whole.
+    max_val: int = 0
     context_turns: int = 0  # preceding dialogue turns given to the model (MELD/IEMOCAP), 0 = utterance only
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific (e.g. label_field)
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"folds": ">=1", "val_groups": ">=0", "val_fraction": "(0..1)", "max_train": ">=0", "max_eval": ">=0", "context_turns": ">=0"})
+        check_ranges(self, {"folds": ">=1", "val_groups": ">=0", "val_fraction": "(0..1)", "max_train": ">=0", "max_eval": ">=0", "max_val": ">=0", "context_turns": ">=0"})
 
     def manifest_path(self) -> str:
         return self.manifest.replace("${dataset}", self.dataset)

@@ -117,13 +117,15 @@ def make_folds(samples: list[Sample], protocol: str, folds: int = 6, val_groups:
             by_split[(s.split or "").lower()].append(s.id)
         train = by_split.get("train", [])
         val = by_split.get("dev", []) or by_split.get("val", []) or by_split.get("validation", [])
-        test = by_split.get("test", [])
-        if not train or not test:
+        # One test split ("test"), or several ("test1", "test2", ...: MER2023), each its own fold.
+        tests = {k: v for k, v in sorted(by_split.items()) if re.fullmatch(r"test\w*", k)}
+        if not train or not tests:
             raise EmotuneError(f"official protocol needs samples with split train and test; found splits {sorted(by_split)}")
         if not val:
             val = _carve_val_ids(train, labels, val_fraction, seed)
             train = [i for i in train if i not in set(val)]
-        out.append(Fold("official", train, val, test))
+        for name, test in tests.items():
+            out.append(Fold("official" if list(tests) == ["test"] else f"official_{name}", train, val, test))
     else:  # stratified_kfold
         rng = random.Random(seed)
         by_label: dict[Optional[str], list[str]] = defaultdict(list)

@@ -23,6 +23,7 @@ SOURCES = {
     "goemotions": "emotune.data.sources.goemotions",
     "iemocap": "emotune.data.sources.iemocap",
     "mer": "emotune.data.sources.mer",
+    "mer2023_text": "emotune.data.sources.mer2023_text",
     "emoset": "emotune.data.sources.emoset",
     "fer2013": "emotune.data.sources.fer2013",
     "image_folder": "emotune.data.sources.image_folder",
