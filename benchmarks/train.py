@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from emotune.data.examples import Examples  # noqa: E402
 from emotune.data.labels import load_label_set  # noqa: E402
-from emotune.model.emotion_lm import EmotionLM, splice  # noqa: E402
+from emotune.model.emotion_lm import EmotionLM  # noqa: E402
+from emotune.model.lm_net import splice  # noqa: E402
 from emotune.model.lm_config import LMConfig, LoRAConfig  # noqa: E402
 from emotune.train.config import TrainConfig  # noqa: E402
 from emotune.train.losses import make_loss  # noqa: E402

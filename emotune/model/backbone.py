@@ -103,8 +103,35 @@ def resolve_backbone(name_or_path: str) -> str:
     return name_or_path
 
 
+RANDOM = "random:"
+
+
+def random_backbone(spec: str, dt):
+    """`random:PATH`: a model of the shape in PATH (a config.json, or a folder holding one) with random
+    weights (seeded), and the tokenizer of that folder, else of the built-in backbone. For benchmarks and
+    tests of large shapes (a 7B LoRA step) where the weights do not matter and cannot travel. Built
+    directly on the GPU when there is one (a 7B model initialised on a CPU takes minutes)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(os.path.expanduser(spec[len(RANDOM):]))
+    config_file = path / "config.json" if path.is_dir() else path
+    if not config_file.exists():
+        raise EmotuneError(f"backbone '{spec}': no model config at {config_file}")
+    config = AutoConfig.from_pretrained(str(config_file))
+    folder = config_file.parent
+    tok_source = str(folder) if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists() \
+        else resolve_backbone(DEFAULT_BACKBONE)
+    tokenizer = AutoTokenizer.from_pretrained(tok_source)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dt)
+    return model, tokenizer
+
+
 def load_backbone(name_or_path: str = DEFAULT_BACKBONE, dtype: str = "fp32"):
-    """(model, tokenizer) for a built-in name, a Hugging Face id or a local folder, in eval mode.
+    """(model, tokenizer) for a built-in name, a Hugging Face id, a local folder or `random:CONFIG`
+    (see `random_backbone`), in eval mode.
 
     The tokenizer always has a pad token (the EOS token when the model defines none), because
     batched scoring pads prompts.
@@ -112,6 +139,12 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, dtype: str = "fp32"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dt = torch_dtype(dtype)
+    if name_or_path.startswith(RANDOM):
+        model, tokenizer = random_backbone(name_or_path, dt)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.eval()
+        return model, tokenizer
     source = resolve_backbone(name_or_path)
     local = Path(os.path.expanduser(source))
     if local.exists():
