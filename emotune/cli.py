@@ -81,6 +81,9 @@ class EmotuneParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = EmotuneParser(prog="emotune", description="Multimodal emotion recognition and reasoning with LLMs.")
     parser.add_argument("--version", action="version", version=f"emotune {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars or progress lines, for every verb and the fold processes it starts "
+                             "(errors and final results still print)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="VERB", parser_class=EmotuneParser,
                                 help="one stage of the data flow; `emotune VERB --help` describes it")
     for name in VERB_MODULES:
@@ -91,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        import os
+
+        # Environment, not a flag passed along: CV folds and feature workers are separate processes.
+        os.environ["EMOTUNE_QUIET"] = os.environ["TQDM_DISABLE"] = "1"
     try:
         return int(args.func(args) or 0)
     except EmotuneError as exc:

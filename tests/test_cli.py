@@ -141,3 +141,25 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_quiet_silences_progress_but_not_results(tmp_path):
+    """`emotune --quiet cv ...`: no progress lines or bars from the CV or its fold processes; the result prints."""
+    import subprocess
+    import sys
+
+    from emotune.data.sample import Sample, write_manifest
+
+    rng = __import__("numpy").random.default_rng(0)
+    words = {"happy": "wonderful great joy", "sad": "terrible loss tears"}
+    samples = [Sample(id=f"s{i}", dataset="table", label=lab, text=" ".join(rng.permutation(words[lab].split())),
+                      group=f"g{i % 3}") for i, lab in enumerate(["happy", "sad"] * 15)]
+    write_manifest(tmp_path / "m.jsonl", "table", tmp_path, "ravdess", "all", samples)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: q\nrun_dir: {tmp_path}/run\ndata: {{dataset: table, root: {tmp_path}, manifest: {tmp_path}/m.jsonl, "
+                      "protocol: group_kfold, folds: 3}\nfeatures: {extractors: [minilm]}\nmodel: {kind: baseline_lr, inputs: [minilm]}\n")
+    out = subprocess.run([sys.executable, "-m", "emotune.cli", "--quiet", "cv", str(recipe)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "3 folds: WA" in out.stderr, out.stderr  # the result
+    assert "train " not in out.stderr and "summary written" not in out.stderr and "%|" not in out.stderr, out.stderr

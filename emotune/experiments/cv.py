@@ -152,6 +152,6 @@ def cv(config: str, overrides: list[str], opts: ExecutorOptions = ExecutorOption
     summary = summarise(dirs, out_dir, cfg.eval.split)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    log(format_summary(summary))
+    log(format_summary(summary), result=True)
     log(f"summary written to {out_dir / 'summary.json'}")
     return summary

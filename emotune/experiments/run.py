@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import sys
 import time
@@ -35,8 +36,10 @@ from emotune.process import is_main_process
 from emotune.vocab import GROUPED_PROTOCOLS
 
 
-def log(msg: str) -> None:
-    print(f"[emotune {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+def log(msg: str, result: bool = False) -> None:
+    """Progress on stderr; under --quiet only results (`result=True`) are printed."""
+    if result or not os.environ.get("EMOTUNE_QUIET"):
+        print(f"[emotune {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def ensure_manifest(cfg: Config) -> Manifest:
@@ -282,7 +285,8 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     (run_dir / "history.json").write_text(json.dumps(history, indent=1, default=float))
     (run_dir / f"eval_{cfg.eval.split}" / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     done.write_text(time.strftime("%Y-%m-%d %H:%M:%S") + "\n")
-    log(f"{fold.name}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("wa", "ua", "macro_f1", "weighted_f1") if k in metrics))
+    log(f"{fold.name}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("wa", "ua", "macro_f1", "weighted_f1") if k in metrics),
+        result=True)
     return metrics
 
 

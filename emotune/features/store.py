@@ -8,6 +8,7 @@ ablation and later run reads the same arrays.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,7 +31,8 @@ def default_cache_dir(cache_dir: Path | str | None = None) -> Path:
 
 
 def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
+    if msg.startswith("warning") or not os.environ.get("EMOTUNE_QUIET"):  # `emotune --quiet`: warnings only
+        print(msg, file=sys.stderr)
 
 
 def _run_order(names: list[str]) -> list[tuple[str, Extractor]]:
@@ -120,7 +122,7 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo_all), unit="sample", desc="features " + ",".join(n for n, _ in order),
-                   disable=not progress, dynamic_ncols=True)
+                   disable=not progress or bool(os.environ.get("EMOTUNE_QUIET")), dynamic_ncols=True)
         try:
             for task, results in run_tasks(tasks, workers):
                 for spec, rows in results.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -135,8 +136,10 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
     model, optimizer = acc.prepare(net, optimizer)
     raw = acc.unwrap_model(model)
 
+    quiet = bool(os.environ.get("EMOTUNE_QUIET"))
+
     def log(msg: str) -> None:
-        if acc.is_main_process:
+        if acc.is_main_process and not quiet:
             print(msg, file=sys.stderr, flush=True)
 
     ckpt_root = out_dir / "checkpoints"
@@ -171,7 +174,7 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
         micro = [order[k: k + per_micro] for k in range(0, len(order), per_micro)]
         model.train()
         bar = tqdm(total=len(micro), initial=progress["micro"], desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
+                   disable=quiet or not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
         losses, seen, t0 = progress["epoch_losses"], 0, time.time()  # losses survive a mid-epoch resume
         for mi in range(progress["micro"], len(micro)):
             group_end = min((mi // accum + 1) * accum, len(micro))
