@@ -24,6 +24,7 @@ SOURCES = {
     "iemocap": "emotune.data.sources.iemocap",
     "mer": "emotune.data.sources.mer",
     "mer2023_text": "emotune.data.sources.mer2023_text",
+    "merr": "emotune.data.sources.merr",
     "emoset": "emotune.data.sources.emoset",
     "fer2013": "emotune.data.sources.fer2013",
     "image_folder": "emotune.data.sources.image_folder",
