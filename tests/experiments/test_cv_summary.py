@@ -23,3 +23,26 @@ def test_pooled_and_mean_figures_count_invalid_answers_as_wrong(tmp_path):
     assert summary["pooled"]["wa"] == pytest.approx(7 / 8)  # not 7/7: the invalid answer stays in
     assert summary["per_class_recall"]["happy"]["mean"] == pytest.approx(0.75)
     assert json.loads((tmp_path / "cv" / "summary.json").read_text())["pooled"]["ua"] == pytest.approx((3 / 4 + 1) / 2)
+
+
+def test_max_val_limits_the_validation_side_only(tmp_path):
+    """data.max_val: a stratified part of a large dev set for per-epoch validation; the test side stays whole."""
+    from emotune.config import load_config
+    from emotune.data.sample import Sample, read_manifest, write_manifest
+    from emotune.experiments.run import fold_data, folds_for
+
+    labels = ["happy", "sad"]
+    samples = [Sample(id=f"{sp}{i}", dataset="table", label=labels[i % 2], text="x", split=sp)
+               for sp, n in (("train", 40), ("dev", 40), ("test", 40)) for i in range(n)]
+    write_manifest(tmp_path / "m.jsonl", "table", tmp_path, "ravdess", "all", samples)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\ndata: {{dataset: table, root: {tmp_path}, manifest: {tmp_path}/m.jsonl, protocol: official}}\n"
+                      "model: {kind: baseline_lr, inputs: []}\n")
+    manifest = read_manifest(tmp_path / "m.jsonl")
+    for overrides, sizes in (([], (40, 40, 40)), (["data.max_val=10"], (40, 10, 40)),
+                             (["data.max_eval=20"], (40, 20, 20)), (["data.max_eval=20", "data.max_val=6"], (40, 6, 20))):
+        cfg = load_config(recipe, overrides)
+        data = fold_data(cfg, manifest, folds_for(cfg, manifest)[0], {}, {})
+        assert (len(data.train), len(data.val), len(data.test)) == sizes, overrides
+        if "data.max_val=10" in overrides:
+            assert sorted(data.val.hard_labels().tolist()) == [2] * 5 + [3] * 5  # stratified: 5 happy, 5 sad
