@@ -226,7 +226,7 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                 for m, c in result["contributions"].items()]
         contrib = pd.DataFrame(rows, columns=["left out", "features", "prediction", f"p({result['label']})", "drop"])
         explanation = result.get("explanation") or ("" if info["explains"] else
-                                                     "This run is a baseline classifier: it gives probabilities, not explanations.")
+                                                     predictor.why_no_explanation[0].upper() + predictor.why_no_explanation[1:] + ".")
         transcript = ""
         if result["transcript"]:
             transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")
@@ -248,7 +248,7 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                                  elem_id="in-audio")
                 image = gr.Image(label=labels_for["image"], sources=["upload", "webcam"], type="filepath", elem_id="in-image")
                 text = gr.Textbox(label=labels_for["text"], lines=2, elem_id="in-text", interactive=info["reads_text"])
-                explain = gr.Checkbox(label="Explain (emotion-LM runs)", value=info["explains"],
+                explain = gr.Checkbox(label="Explain (emotion-LM runs trained on reasoning)", value=info["explains"],
                                       interactive=info["explains"])
                 button = gr.Button("Analyse", variant="primary", elem_id="analyse")
             with gr.Column():

@@ -88,8 +88,16 @@ class Predictor:
     # -- what the run reads -------------------------------------------------------------------------------
     @property
     def can_explain(self) -> bool:
-        # Every model kind has `generate` (EmotionModel); a classifier head's raises. Only the LM explains.
-        return self.cfg.model.kind == "emotion_lm"
+        # Only an emotion LM trained on reasoning has reasons to give. A label-only LM generates
+        # "Emotion: <label>" greedily, which can even name another label than the scored one.
+        return self.cfg.model.kind == "emotion_lm" and self.cfg.data.target == "reasoning"
+
+    @property
+    def why_no_explanation(self) -> str:
+        if self.cfg.model.kind != "emotion_lm":
+            return "this run is a baseline classifier: it gives probabilities, not explanations"
+        return (f"this emotion-LM run was trained to answer with a label only (data.target={self.cfg.data.target}); "
+                "a run trained with data.target=reasoning explains")
 
     def modalities(self) -> dict[str, list[str]]:
         """modality → the run's input features computed from it (audio: egemaps, whisper; face: fer; ...)."""
@@ -148,7 +156,9 @@ class Predictor:
             "run": {"dir": str(self.run_dir), "name": self.cfg.name, "kind": self.cfg.model.kind},
         }
         if explain:
-            result["explanation"] = self._explain(ex)
+            result["explanation"] = self._explain(ex, result["label"])
+            if result["explanation"] is None:
+                result["explanation_note"] = self.why_no_explanation
         return result
 
     def _duration(self, inputs: Inputs) -> Optional[float]:
@@ -224,11 +234,16 @@ class Predictor:
             raise EmotuneError(f"could not write the face crop to {path}")
         return str(path)
 
-    def _explain(self, ex: Examples) -> Optional[str]:
+    def _explain(self, ex: Examples, label: Optional[str]) -> Optional[str]:
+        """The reasoning the model writes, ending in the label it was scored to give (the scores are read
+        after that same reasoning, so the two cannot disagree)."""
         if not self.can_explain:
             return None
         with self._model_lock:
-            return str(self.model.generate(ex)[0]).strip()
+            text = str(self.model.generate(ex)[0]).strip()
+            prefix = self.model.eval_templates[0].answer_prefix
+        reasoning = text.split(prefix)[0].strip()
+        return f"{reasoning}\n{prefix} {label}" if label else reasoning
 
 
 _face_numbers = itertools.count(1)

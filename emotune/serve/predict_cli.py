@@ -15,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--audio", help="audio file")
     p.add_argument("--image", help="still image (face)")
     p.add_argument("--text", help="transcript or sentence (default: Whisper ASR of the audio, only when the run reads text)")
-    p.add_argument("--explain", action="store_true", help="add a generated explanation (emotion-LM runs)")
+    p.add_argument("--explain", action="store_true", help="add the reasoning the model writes (emotion-LM runs trained with data.target=reasoning)")
     p.add_argument("--face-dir", help="folder for the face crop the model read (runs that read faces; default: not saved)")
     p.set_defaults(func=cmd_predict)
 

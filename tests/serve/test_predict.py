@@ -104,7 +104,7 @@ def test_a_contribution_is_the_prediction_without_that_modality(serve_run):
 
 def test_explain_on_a_baseline_gives_no_explanation(serve_run):
     result = predict(serve_run, text="What a lovely surprise!", explain=True)
-    assert result["explanation"] is None
+    assert result["explanation"] is None and "baseline classifier" in result["explanation_note"]
     assert "explanation" not in predict(serve_run, text="What a lovely surprise!")
 
 
@@ -139,7 +139,8 @@ def test_explain_with_an_emotion_lm_run(lm_run):
     result = predict(lm_run, audio=clip, text="Kids are talking by the door.", explain=True)
     assert result["run"]["kind"] == "emotion_lm"
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
-    assert isinstance(result["explanation"], str) and result["explanation"]  # EmotionLM.generate's answer
+    # A label-only LM has no reasons: no generated "Emotion: <label>" that could contradict the scored label.
+    assert result["explanation"] is None and "label only" in result["explanation_note"]
     assert set(result["contributions"]) == {"audio", "text"}
     # The LM reads the transcript in its prompt only (no text encoder), so leaving the text out blanks it there.
     assert result["used"][1] == {"input": "text", "from": "the given text", "features": [], "in_prompt": True}
