@@ -12,6 +12,11 @@ training steps lower the loss; save -> load gives identical scores; generation r
 splice. Measured per shape: training step time and samples/s with projectors only and with LoRA r=16
 on q,k,v,o, eager vs SDPA attention, peak device memory, MFU against the bf16 matmul peak measured in
 the same run (bf16 on a GPU; on a CPU the precision `auto` picks); closed-set scoring samples/s; generation tokens/s.
+
+On a machine without the built-in backbone's package, copy SmolLM2's tokenizer files next to the shape
+configs first (they are looked up there before the built-in backbone):
+    cp ~/.cache/emotune/backbones/smollm2-135m-instruct/{tokenizer.json,tokenizer_config.json,chat_template.jinja} configs/backbones/
+and run from the source tree (`PYTHONPATH=. python benchmarks/gpu.py`).
 """
 
 from __future__ import annotations
