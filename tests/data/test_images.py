@@ -109,3 +109,26 @@ def test_fer_image_extractor_reads_whole_images_and_reports_bad_ones(tmp_path):
     assert isinstance(out[0], Output) and out[0].value.shape == (FACE_DIM,)
     assert np.isclose(out[0].value[:7].sum(), 1.0, atol=1e-4)  # the 7 class probabilities
     assert isinstance(out[1], Missing) and "truncated" in out[1].reason
+
+
+def test_fer_image_on_a_video_reads_the_peak_face(tmp_path):
+    """A head trained on face crops (FER2013) reads a video through the same 135 values: its peak face."""
+    pytest.importorskip("keras")
+    from tests.conftest import data_dir
+    from emotune.features.base import Missing, Output, Source, get_extractor
+    from emotune.features.face import FACE_DIM
+
+    clip = data_dir("mer2023_examples") / "sample_00001073.mp4"
+    out = get_extractor("fer_image").compute_batch([Source.of_file(clip)])[0]
+    assert isinstance(out, Output) and out.value.shape == (FACE_DIM,) and out.crops["peak"].ndim == 3
+    assert np.isclose(out.value[:7].sum(), 1.0, atol=1e-4)
+    # a video without a face: missing, with the reason
+    import cv2
+
+    path = tmp_path / "blank.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for _ in range(10):
+        w.write(np.full((48, 64, 3), 90, np.uint8))
+    w.release()
+    blank = get_extractor("fer_image").compute_batch([Source.of_file(path)])[0]
+    assert isinstance(blank, Missing) and blank.reason == "no face found"
