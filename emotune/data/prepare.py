@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from emotune.data.labels import load_label_set
+from emotune.data.labels import is_file_ref, label_set_content, load_label_set
 from emotune.data.sample import Problem, Sample, root_reference, validate, write_manifest
 from emotune.data.sources import Row, Skipped, get_source
 from emotune.errors import EmotuneError
@@ -74,7 +74,10 @@ def prepare(dataset: str, root: str | Path, out: Path, options: Optional[dict] =
                 dropped[original] += 1
                 continue
         final.append(s)
-    n = write_manifest(out, dataset, root, label_set_name, subset, final, root_ref=root_ref)
+    # A label set from the user's own file is stored by content: the manifest must not depend on where
+    # that file was, or on the working directory prepare ran in.
+    stored = label_set_content(label_set_name) if is_file_ref(label_set_name) else label_set_name
+    n = write_manifest(out, dataset, root, stored, subset, final, root_ref=root_ref)
     report = {"dataset": dataset, "root": root_ref, "manifest": str(out), "written": n,
               "invalid": len(problems), "dropped_outside_subset": sum(dropped.values()),
               "dropped_by_label": dict(dropped), "skipped": dict(skipped)}

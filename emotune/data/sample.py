@@ -81,7 +81,7 @@ class Problem:
 class Manifest:
     dataset: str
     root_ref: str | Path  # the root as the header records it
-    label_set: str
+    label_set: str | dict  # a built-in name, or the content of a user's label-set file
     subset: str
     samples: list[Sample]
     path: Optional[Path] = None
@@ -156,7 +156,7 @@ def root_reference(given: str | Path) -> tuple[Path, str]:
     return resolve_data_root(str(given)), str(given)  # raises: not found here nor under EMOTUNE_DATA
 
 
-def write_manifest(path: Path, dataset: str, root: Path, label_set: str, subset: str, samples: Iterable[Sample],
+def write_manifest(path: Path, dataset: str, root: Path, label_set: str | dict, subset: str, samples: Iterable[Sample],
                    root_ref: Optional[str] = None) -> int:
     """Write atomically (temp file + rename), so a killed prepare never leaves half a manifest.
 
@@ -198,7 +198,7 @@ def read_manifest(path: str | Path) -> Manifest:
     if header is None:
         raise EmotuneError(f"{path}: empty manifest")
     for key in ("dataset", "root", "label_set"):
-        if not isinstance(header.get(key), str):
+        if not isinstance(header.get(key), str) and not (key == "label_set" and isinstance(header.get(key), dict)):
             raise EmotuneError(f"{path}:1: manifest header lacks '{key}'")
     # Version 1 recorded a relative root relative to the manifest's folder: read old files as written.
     if Path(header["root"]).is_absolute():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from emotune.data.labels import label_set_name
 from emotune.data.sample import MEDIA_FIELDS, Manifest
 
 
@@ -36,7 +37,7 @@ def manifest_stats(m: Manifest) -> dict:
 def render(m: Manifest) -> str:
     st = manifest_stats(m)
     n = st["samples"]
-    parts = [f"manifest {m.path}: dataset {m.dataset}, {n} samples, label set {m.label_set}/{m.subset}, "
+    parts = [f"manifest {m.path}: dataset {m.dataset}, {n} samples, label set {label_set_name(m.label_set)}/{m.subset}, "
              f"{len(st['group'])} groups, {st['multi_label_samples']} multi-label samples",
              table("label", st["label"], n)]
     if st["multi_label_samples"]:

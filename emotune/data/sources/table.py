@@ -12,7 +12,9 @@ Options (values are column names unless said otherwise):
     text, audio, video, image, group, split      the matching sample fields
     media_dir   folder (relative to the root) the media columns are relative to (default: the root)
     unlabelled  "skip" (default: rows with an empty label are left out, with a count) or "keep" (label null)
-    label_set   the label set labels are canonicalised to (required: a table has no label set of its own)
+    label_set   the label set labels are canonicalised to (required: a table has no label set of its own):
+                a built-in name, or your own YAML file by path (`labels: [bored, calm, ...]`, optional
+                `aliases:` and `subsets:`), stored in the manifest by content
     delimiter   for a delimited file whose extension does not say (.csv comma, .tsv tab)
 Every other column goes to meta.
 """
