@@ -163,3 +163,14 @@ def test_quiet_silences_progress_but_not_results(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "3 folds: WA" in out.stderr, out.stderr  # the result
     assert "train " not in out.stderr and "summary written" not in out.stderr and "%|" not in out.stderr, out.stderr
+
+
+def test_prepare_help_lists_every_adapters_options(capsys):
+    import pytest as _pytest
+
+    from emotune.cli import main
+
+    with _pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    out = capsys.readouterr().out
+    assert "media_dir" in out and "unlabelled" in out and "label_field" in out and "holdout" in out

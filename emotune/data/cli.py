@@ -7,12 +7,30 @@ import json
 from pathlib import Path
 
 
+def adapter_options_help() -> str:
+    """Every adapter's --option keys (read from the adapters themselves, so the list cannot go stale)."""
+    import importlib
+
+    from emotune.data.sources import SOURCES
+
+    lines = ["--option keys per adapter (each adapter's docstring says what they mean):"]
+    for name in sorted(SOURCES):
+        mod = importlib.import_module(SOURCES[name])
+        keys = [*getattr(mod, "COLUMN_OPTIONS", ()), *getattr(mod, "OTHER_OPTIONS", ()), *getattr(mod, "OPTIONS", ())]
+        keys = [k for k in dict.fromkeys(keys) if k != "trust_pickle"]  # --trust-pickle is its own flag
+        lines.append(f"  {name:<13} {', '.join(keys) if keys else '(none)'}")
+    lines.append("  (table: id ... split name columns of the file; label_set, required for table and image_folder, is a "
+                 "built-in name or your own YAML file)")
+    return "\n".join(lines)
+
+
 def register(sub) -> None:
     from emotune.data.sources import SOURCES
     from emotune.vocab import PROTOCOLS
 
     p = sub.add_parser("prepare", help="turn a published dataset into a validated manifest (JSONL)",
-                       description="Read a dataset as its authors publish it and write one validated manifest.")
+                       description="Read a dataset as its authors publish it and write one validated manifest.",
+                       epilog=adapter_options_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=sorted(SOURCES), help="adapter name")
     p.add_argument("root", help="the dataset folder as published: absolute, or relative to $EMOTUNE_DATA "
                                 "(recorded that way, so the manifest can be moved)")

@@ -18,6 +18,7 @@ from emotune.data.sources import Row
 LABEL_SET = "meld"
 SPLITS = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 VIDEO_DIRS = {"train": "train_splits", "dev": "dev_splits_complete", "test": "output_repeated_splits_test"}
+OPTIONS = ("label_field",)  # Emotion (7 classes, label set meld) or Sentiment (3, label set meld_sentiment)
 REQUIRED = ("Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID")
 
 
