@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 
@@ -81,7 +82,7 @@ class EmotuneParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = EmotuneParser(prog="emotune", description="Multimodal emotion recognition and reasoning with LLMs.")
     parser.add_argument("--version", action="version", version=f"emotune {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true",
+    parser.add_argument("-q", "--quiet", dest="quiet_all", action="store_true",
                         help="no progress bars or progress lines, for every verb and the fold processes it starts "
                              "(errors and final results still print)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="VERB", parser_class=EmotuneParser,
@@ -94,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.quiet:
-        import os
-
-        # Environment, not a flag passed along: CV folds and feature workers are separate processes.
-        os.environ["EMOTUNE_QUIET"] = os.environ["TQDM_DISABLE"] = "1"
+    # Environment, not a flag passed along: CV folds and feature workers are separate processes. Restored
+    # afterwards, so an in-process call (tests, notebooks) does not leave every later call quiet.
+    saved = {k: os.environ.get(k) for k in ("EMOTUNE_QUIET", "TQDM_DISABLE")}
+    if args.quiet_all:
+        os.environ.update({k: "1" for k in saved})
     try:
         return int(args.func(args) or 0)
     except EmotuneError as exc:
@@ -110,10 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`emotune data stats M | head`): not an error of ours. Point stdout at
         # /dev/null so the interpreter's final flush does not raise again, and exit as `head` expects.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

@@ -174,3 +174,19 @@ def test_prepare_help_lists_every_adapters_options(capsys):
         main(["prepare", "--help"])
     out = capsys.readouterr().out
     assert "media_dir" in out and "unlabelled" in out and "label_field" in out and "holdout" in out
+
+
+def test_quiet_does_not_outlive_the_call(tmp_path):
+    """An in-process `main(["--quiet", ...])` (or a verb's own --quiet) leaves no later call quiet."""
+    import os
+
+    from emotune.cli import main
+    from emotune.data.sample import Sample, write_manifest
+
+    write_manifest(tmp_path / "m.jsonl", "table", tmp_path, "ravdess", "all",
+                   [Sample(id="a", dataset="table", label="happy", text="x")])
+    assert main(["--quiet", "data", "stats", str(tmp_path / "m.jsonl")]) == 0
+    assert "EMOTUNE_QUIET" not in os.environ and "TQDM_DISABLE" not in os.environ
+    main(["features", "--manifest", str(tmp_path / "m.jsonl"), "--extractors", "minilm", "--quiet",
+          "--cache-dir", str(tmp_path / "cache")])
+    assert "EMOTUNE_QUIET" not in os.environ
