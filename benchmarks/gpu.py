@@ -51,11 +51,17 @@ def backbone(shape: str) -> str:
     return f"random:{ROOT / 'configs' / 'backbones' / f'{shape}.json'}"
 
 
-def build(shape: str, precision: str, lora: bool, attention: str = "auto") -> EmotionLM:
+def build(shape: str, precision: str, lora: bool, attention: str = "auto", ex=None, device=None) -> EmotionLM:
+    """The model of one shape; with `ex`, its projectors standardised on those features; with `device`, moved."""
     cfg = LMConfig(backbone=backbone(shape), dtype=precision, tokens=4, attention=attention,
                    lora=LoRAConfig(enabled=lora, r=16, alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     model = EmotionLM(ravdess_like(1).label_names, list(SHAPES), SHAPES, cfg, TrainConfig(bf16=precision, progress=False), seed=0)
     model.net.loss_fn = make_loss("ce", None, 2.0, "single")
+    if ex is not None:
+        for name, proj in model.net.projectors.items():
+            proj.set_stats(ex.features[name])
+    if device is not None:
+        model.net.to(device)
     return model
 
 
@@ -96,9 +102,7 @@ def checks(device: torch.device, shape: str, n: int) -> dict:
     ex = ravdess_like(n)
     out: dict = {}
     for precision, bound in (("fp32", 1e-4), ("bf16", 5e-2)):
-        model = build(shape, precision, lora=True)
-        for name, proj in model.net.projectors.items():
-            proj.set_stats(ex.features[name])
+        model = build(shape, precision, lora=True, ex=ex)
         with torch.no_grad():  # LoRA B starts at 0: make it matter
             for pname, p in model.net.named_parameters():
                 if "lora_B" in pname:
@@ -111,10 +115,7 @@ def checks(device: torch.device, shape: str, n: int) -> dict:
         out[f"cpu_vs_device_{precision}_max_abs_prob_diff"] = diff
         out[f"cpu_vs_device_{precision}_ok"] = diff <= bound
     # training lowers the loss; save -> load gives identical scores; generation through the same splice
-    model = build(shape, "fp32", lora=True)
-    for name, proj in model.net.projectors.items():
-        proj.set_stats(ex.features[name])
-    model.net.to(device)
+    model = build(shape, "fp32", lora=True, ex=ex, device=device)
     params = [p for p in model.net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-3)
     model.net.train()
@@ -144,10 +145,7 @@ def checks(device: torch.device, shape: str, n: int) -> dict:
 
 def time_training(device, shape, lora, attention, batch_size, steps) -> dict:
     ex = ravdess_like(batch_size * (steps + 1))
-    model = build(shape, step_precision(device), lora, attention)
-    for name, proj in model.net.projectors.items():
-        proj.set_stats(ex.features[name])
-    model.net.to(device)
+    model = build(shape, step_precision(device), lora, attention, ex=ex, device=device)
     params = [p for p in model.net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     model.net.train()
@@ -180,10 +178,7 @@ def time_training(device, shape, lora, attention, batch_size, steps) -> dict:
 
 def time_inference(device, shape, n, new_tokens) -> dict:
     ex = ravdess_like(n)
-    model = build(shape, step_precision(device), lora=False)
-    for name, proj in model.net.projectors.items():
-        proj.set_stats(ex.features[name])
-    model.net.to(device)
+    model = build(shape, step_precision(device), lora=False, ex=ex, device=device)
     model.predict_proba(ex.subset(np.arange(2)))
     sync(device)
     t0 = time.perf_counter()

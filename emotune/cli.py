@@ -16,6 +16,7 @@ import sys
 
 from emotune import __version__
 from emotune.errors import EmotuneError
+from emotune.process import scoped_env
 
 VERB_MODULES = (
     "emotune.data.cli",
@@ -95,30 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Environment, not a flag passed along: CV folds and feature workers are separate processes. Restored
-    # afterwards, so an in-process call (tests, notebooks) does not leave every later call quiet.
-    saved = {k: os.environ.get(k) for k in ("EMOTUNE_QUIET", "TQDM_DISABLE")}
-    if args.quiet_all:
-        os.environ.update({k: "1" for k in saved})
-    try:
-        return int(args.func(args) or 0)
-    except EmotuneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`emotune data stats M | head`): not an error of ours. Point stdout at
-        # /dev/null so the interpreter's final flush does not raise again, and exit as `head` expects.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # Environment, not a flag passed along: CV folds and feature workers are separate processes. Scoped,
+    # so an in-process call (tests, notebooks) does not leave every later call quiet.
+    quiet = {"EMOTUNE_QUIET": "1", "TQDM_DISABLE": "1"} if args.quiet_all else {}
+    with scoped_env(quiet):
+        try:
+            return int(args.func(args) or 0)
+        except EmotuneError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            # The reader went away (`emotune data stats M | head`): not an error of ours. Point stdout at
+            # /dev/null so the interpreter's final flush does not raise again, and exit as `head` expects.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
 
 if __name__ == "__main__":

@@ -89,19 +89,13 @@ def run_tasks(tasks: list[Task], workers: int) -> Iterator[tuple[Task, dict]]:
         return
     import multiprocessing as mp
 
+    from emotune.process import scoped_env
+
     # Children inherit the environment: cap each one's math threads so N workers do not fight over the cores.
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update({k: threads for k in saved})
-    try:
+    with scoped_env({k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}):
         # spawn, not fork: torch and CTranslate2 thread pools do not survive a fork reliably.
         pool = mp.get_context("spawn").Pool(workers)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     try:
         for t, res in pool.imap_unordered(_run_indexed, list(enumerate(tasks))):
             yield tasks[t], res
