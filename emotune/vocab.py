@@ -14,8 +14,9 @@ from typing import Literal, get_args
 # that ends in the label (scored on the label).
 Target = Literal["single", "multi", "soft", "reasoning"]
 # How samples are split into folds: by group (speaker/session), one group out, the dataset's own
-# train/dev/test, or stratified by label when there are no groups.
-Protocol = Literal["group_kfold", "logo", "official", "stratified_kfold"]
+# train/dev/test, stratified by label when there are no groups, a fold list read from a file
+# (data.fold_file), or a published benchmark's partition shipped with emotune (EmoBox).
+Protocol = Literal["group_kfold", "logo", "official", "stratified_kfold", "fold_file", "emobox"]
 # Remedies for unbalanced classes (focal needs a gradient-trained model).
 Imbalance = Literal["none", "class_weights", "balanced_sampler", "focal"]
 ModelKind = Literal["baseline_lr", "baseline_mlp", "emotion_lm"]
@@ -23,5 +24,6 @@ ModelKind = Literal["baseline_lr", "baseline_mlp", "emotion_lm"]
 TARGETS: tuple[str, ...] = get_args(Target)
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 GROUPED_PROTOCOLS = ("logo", "group_kfold")  # folds split by group: a group on both sides is a leak
+FILE_PROTOCOLS = ("fold_file", "emobox")  # folds read from a file: groups checked whenever samples have them
 IMBALANCES: tuple[str, ...] = get_args(Imbalance)
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)

@@ -49,7 +49,10 @@ def register(sub) -> None:
     p.add_argument("manifest", help="manifest written by `emotune prepare`")
     p.add_argument("--protocol", required=True, choices=PROTOCOLS,
                    help="logo: one group out; group_kfold: k folds of whole groups; official: the dataset's "
-                        "own train/dev/test; stratified_kfold: k folds balanced by label (no groups)")
+                        "own train/dev/test; stratified_kfold: k folds balanced by label (no groups); fold_file: "
+                        "the folds of --fold-file; emobox: the EmoBox benchmark's partition (shipped for ravdess, iemocap)")
+    p.add_argument("--fold-file", help="protocol fold_file: a CSV with columns id,fold (fold = the test fold of the "
+                                       "id), or an EmoBox data/<dataset> folder (fold_<k>/<dataset>_*_fold_<k>.jsonl)")
     p.add_argument("--folds", type=int, default=6, help="number of folds (group_kfold, stratified_kfold)")
     p.add_argument("--val-groups", type=int, default=1, help="training groups held out for validation")
     p.add_argument("--val-fraction", type=float, default=0.1,
@@ -89,7 +92,8 @@ def cmd_splits(args: argparse.Namespace) -> int:
     from emotune.data.splits import make_folds, write_folds
 
     m = read_manifest(args.manifest)
-    folds = make_folds(m.samples, args.protocol, args.folds, args.val_groups, args.val_fraction, args.seed)
+    folds = make_folds(m.samples, args.protocol, args.folds, args.val_groups, args.val_fraction, args.seed,
+                       args.fold_file, m.dataset)
     out = Path(args.output) if args.output else Path(str(args.manifest) + ".splits") / args.protocol
     write_folds(folds, out)
     for f in folds:

@@ -20,6 +20,7 @@ class DataConfig:
     target: Target = "single"
     instructions: Optional[str] = None  # instruction JSONL whose reasoning records are the reasoning targets
     protocol: Protocol = "group_kfold"
+    fold_file: Optional[str] = None  # protocol fold_file: a CSV `id,fold` or an EmoBox data/<dataset> folder
     folds: int = 6  # for group_kfold / stratified_kfold
     val_groups: int = 1  # groups carved from the training side for validation (never from test)
     val_fraction: float = 0.1  # used when there are no groups to carve from

@@ -4,6 +4,8 @@
 - group_kfold:      k folds of contiguous groups in natural order (RAVDESS: actors 1-4, 5-8, ...)
 - official:         the dataset's own train/dev/test (MELD, GoEmotions, MER)
 - stratified_kfold: for a dataset with nothing else; folds keep the label proportions
+- fold_file:        a published partition read from a file (data.fold_file; emotune/data/fold_files.py)
+- emobox:           the EmoBox benchmark's partition of this dataset, shipped with emotune
 
 Validation is always carved from the training side (whole groups when there are groups), never from
 the test fold.
@@ -21,7 +23,7 @@ from typing import Optional
 
 from emotune.data.sample import Sample
 from emotune.errors import EmotuneError
-from emotune.vocab import GROUPED_PROTOCOLS, PROTOCOLS
+from emotune.vocab import FILE_PROTOCOLS, GROUPED_PROTOCOLS, PROTOCOLS
 
 
 
@@ -79,14 +81,30 @@ def _carve_val_ids(ids: list[str], labels: dict[str, Optional[str]], fraction: f
     return sorted(val)
 
 
+def leak_groups(samples: list[Sample], protocol: str) -> Optional[dict[str, Optional[str]]]:
+    """id → group where a group on two sides of a fold is a leak: grouped protocols, and fold files over
+    samples that all have a group (a published partition is checked like emotune's own)."""
+    grouped = protocol in GROUPED_PROTOCOLS or (protocol in FILE_PROTOCOLS and all(s.group for s in samples))
+    return {s.id: s.group for s in samples} if grouped else None
+
+
+def _stderr(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr)
+
+
 def make_folds(samples: list[Sample], protocol: str, folds: int = 6, val_groups: int = 1,
-               val_fraction: float = 0.1, seed: int = 0) -> list[Fold]:
+               val_fraction: float = 0.1, seed: int = 0, fold_file: Optional[str] = None,
+               dataset: Optional[str] = None, log=_stderr) -> list[Fold]:
     if protocol not in PROTOCOLS:
         raise EmotuneError(f"unknown protocol '{protocol}'; known: {', '.join(PROTOCOLS)}")
     labels = {s.id: s.label or (s.labels[0] if s.labels else None) for s in samples}
     group_of = {s.id: s.group for s in samples}
     out: list[Fold] = []
-    if protocol in GROUPED_PROTOCOLS:
+    if protocol in FILE_PROTOCOLS:
+        out = _folds_from_file(samples, protocol, fold_file, dataset, val_groups, val_fraction, seed, labels, log)
+    elif protocol in GROUPED_PROTOCOLS:
         groups = _groups(samples)
         names = list(groups)
         if protocol == "logo":
@@ -145,8 +163,57 @@ def make_folds(samples: list[Sample], protocol: str, folds: int = 6, val_groups:
             val = _carve_val_ids(rest, labels, val_fraction, seed + k)
             vs = set(val)
             out.append(Fold(f"fold{k}", [i for i in rest if i not in vs], val, test))
+    checked = leak_groups(samples, protocol)
     for f in out:
-        check_fold(f, group_of if protocol in GROUPED_PROTOCOLS else None)
+        check_fold(f, checked)
+    return out
+
+
+def _folds_from_file(samples, protocol, fold_file, dataset, val_groups, val_fraction, seed, labels, log) -> list[Fold]:
+    """Test sides as the file lists them; the training side is the file's (EmoBox) or every other listed
+    sample; validation is carved from the training side exactly as the other protocols do."""
+    from emotune.data.fold_files import builtin_partition, read_fold_file
+
+    if protocol == "emobox":
+        dataset = dataset or (samples[0].dataset if samples else None)
+        path = builtin_partition("emobox", str(dataset))
+    elif not fold_file:
+        raise EmotuneError("protocol fold_file needs data.fold_file (a CSV id,fold or an EmoBox data/<dataset> folder)")
+    else:
+        path = Path(fold_file)
+    lists = read_fold_file(path)
+    have = {s.id: s for s in samples}
+    listed = set().union(*(fl.listed() for fl in lists))
+    if not listed & set(have):
+        raise EmotuneError(f"{path}: none of its {len(listed)} ids is in the manifest (file ids look like "
+                           f"'{sorted(listed)[0]}', manifest ids like '{next(iter(have), '?')}')")
+    absent = sorted(listed - set(have), key=natural_key)
+    if absent:
+        log(f"{path}: {len(absent)} id(s) are not in the manifest (e.g. {absent[0]}); the folds hold the rest")
+    unlisted = sorted(set(have) - listed, key=natural_key)
+    if unlisted:
+        log(f"{path}: {len(unlisted)} sample(s) of the manifest are in no fold of this file (e.g. {unlisted[0]}): left out")
+    order = [s.id for s in samples if s.id in listed]  # manifest order, so runs are reproducible
+    out = []
+    for k, fl in enumerate(lists):
+        test_set = set(fl.test)
+        test = [i for i in order if i in test_set]
+        if not test:
+            raise EmotuneError(f"{path}: {fl.name} has no test sample in the manifest")
+        train_set = set(fl.train) if fl.train is not None else set(order) - test_set - set(fl.val or ())
+        train = [i for i in order if i in train_set]
+        if fl.val is not None:
+            val = [i for i in order if i in set(fl.val)]
+        else:
+            groups = all(have[i].group for i in train)
+            train_groups = sorted({have[i].group for i in train}, key=natural_key) if groups else []
+            vgroups = set(_carve_val_groups(train_groups, val_groups, seed, k))
+            val = [i for i in train if have[i].group in vgroups]
+            if not val:  # too few groups (or none): a stratified slice of the training ids
+                val = _carve_val_ids(train, labels, val_fraction, seed + k)
+        train = [i for i in train if i not in set(val)]
+        test_groups = sorted({have[i].group for i in test if have[i].group}, key=natural_key)
+        out.append(Fold(fl.name, train, val, test, test_groups))
     return out
 
 

@@ -28,12 +28,11 @@ from emotune.config import Config, load_config, save_config
 from emotune.data.examples import Examples, build_examples
 from emotune.data.labels import load_label_set
 from emotune.data.sample import Manifest, read_manifest
-from emotune.data.splits import Fold, check_fold, make_folds
+from emotune.data.splits import Fold, check_fold, leak_groups, make_folds
 from emotune.errors import EmotuneError
 from emotune.identity import check_or_claim, make_identity
 from emotune.io import read_jsonl
 from emotune.process import is_main_process
-from emotune.vocab import GROUPED_PROTOCOLS
 
 
 def log(msg: str, result: bool = False) -> None:
@@ -62,7 +61,7 @@ def label_set_for(cfg: Config, manifest: Manifest):
 
 def folds_for(cfg: Config, manifest: Manifest) -> list[Fold]:
     return make_folds(manifest.samples, cfg.data.protocol, cfg.data.folds, cfg.data.val_groups,
-                      cfg.data.val_fraction, cfg.seed)
+                      cfg.data.val_fraction, cfg.seed, cfg.data.fold_file, manifest.dataset, log)
 
 
 def asr_spec(cfg: Config) -> str:
@@ -256,7 +255,7 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
             f"(delete it or give another run_dir=... to train again)")
         return json.loads((run_dir / f"eval_{cfg.eval.split}" / "metrics.json").read_text())
     feats, transcripts = inputs if inputs is not None else load_inputs(cfg, manifest)
-    check_fold(fold, {s.id: s.group for s in manifest.samples} if cfg.data.protocol in GROUPED_PROTOCOLS else None)
+    check_fold(fold, leak_groups(manifest.samples, cfg.data.protocol))
     data = fold_data(cfg, manifest, fold, feats, transcripts)
     if main and not claimed:
         # Written once, when the folder is claimed: it always describes the weights inside.
