@@ -22,6 +22,9 @@ class BaselineConfig:
     C_grid: list[float] = dataclasses.field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
     inner_folds: int = 5
     max_iter: int = 2000
+    # After C is chosen, the final fit uses training + validation samples ("choose, then refit": no
+    # speaker is lost to validation). Multi-label runs keep validation out: their thresholds are chosen there.
+    refit: bool = True
     # MLP: one hidden layer (0 = a linear softmax head trained like the MLP); trained with `train.*`.
     hidden: int = 256
     dropout: float = 0.3

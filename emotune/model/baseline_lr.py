@@ -109,8 +109,8 @@ class LogisticBaseline(Baseline):
     """Standardised features → L2 logistic regression (scikit-learn, lbfgs), C chosen on training data.
 
     C comes from grouped inner cross-validation over the training groups when there are groups (else the
-    validation side); the final fit uses the training side only, like the MLP and the LM, so the
-    validation side stays unseen for multi-label thresholds.
+    validation side); the final fit then uses training + validation samples (`model.baseline.refit`),
+    except for multi-label targets, whose thresholds are chosen on the validation side and so need it unseen.
     """
 
     kind = "baseline_lr"
@@ -146,13 +146,16 @@ class LogisticBaseline(Baseline):
                 fold_scores[C].append(selection_score(self.target, gold[te], probs, self.label_names))
         scores = {C: float(np.mean(v)) for C, v in fold_scores.items()}
         best = max(self.cfg.C_grid, key=lambda c: (scores[c], -c))  # ties → stronger regularisation
+        refit = self.cfg.refit and self.target != "multi" and len(val) > 0
+        if refit:
+            train, T = train.concat(val), np.concatenate([T, val.targets(self.target)])
         self.encoder.fit(train)
         self.W, self.b, converged = _fit_linear(self.encoder.transform(train), T, self.target, self.imbalance, best,
                                                 C_cls, self.cfg.max_iter)
         metric = "map" if self.target == "multi" else "ua"
         self.history = {"C": best, "selection": how, "metric": metric,
                         f"inner_{metric}": {str(c): s for c, s in scores.items()},
-                        "n_fit": len(train), "converged": bool(converged)}
+                        "n_fit": len(train), "refit_on_validation": refit, "converged": bool(converged)}
         return self.history
 
     def predict_proba(self, ex: Examples) -> np.ndarray:

@@ -54,9 +54,11 @@ def test_lr_equals_sklearn_pipeline_when_nothing_is_missing():
     m = LogisticBaseline(NAMES, ["a"], FAST)
     h = m.fit(train, val, None)
     assert h["selection"] == "validation side" and h["C"] in FAST.C_grid
-    X = np.stack(train.features["a"])
+    # C chosen on the validation side, then refit on training + validation samples
+    assert h["refit_on_validation"] and h["n_fit"] == len(train) + len(val)
+    X = np.stack(train.features["a"] + val.features["a"])
     scaler = StandardScaler().fit(X)
-    ref = LogisticRegression(C=h["C"], max_iter=FAST.max_iter).fit(scaler.transform(X), train.y)
+    ref = LogisticRegression(C=h["C"], max_iter=FAST.max_iter).fit(scaler.transform(X), np.concatenate([train.y, val.y]))
     expected = ref.predict_proba(scaler.transform(np.stack(test.features["a"])))
     # Not rounding: two lbfgs runs (float32 vs float64 inputs) each stop within sklearn's gradient tolerance (1e-4).
     np.testing.assert_allclose(m.predict_proba(test), expected, atol=2e-4)
@@ -69,8 +71,9 @@ def test_lr_learns_with_grouped_inner_cv_and_missing_sequences(data):
     assert h["selection"].startswith("grouped 3-fold") and h["converged"]
     assert set(h["inner_ua"]) == {str(c) for c in FAST.C_grid}
     assert ua(m, test) > 0.6  # chance is 0.25
-    # Standardisation statistics come from the training samples only.
-    X = np.stack(train.features["a"])  # a float64 mean over the rows, summed in any order (worst-case bound)
+    # Standardisation statistics come from the samples of the final fit: training + validation (refit).
+    assert h["n_fit"] == len(train) + len(val)
+    X = np.stack(train.features["a"] + val.features["a"])  # a float64 mean, summed in any order (worst-case bound)
     np.testing.assert_allclose(m.encoder.mean[:12], X.mean(0),
                                **tol(np.float64, len(X), np.abs(X).mean(0).max(), bound="worst"))
     # A sample without any feature still gets a finite distribution (zeros + missing indicators).
@@ -129,10 +132,22 @@ def test_lr_soft_one_hot_equals_single_and_class_weights_help_the_rare_class(dat
     assert rare["weighted"][0] > rare["plain"][0] and rare["weighted"][1] > rare["plain"][1]
 
 
+def test_refit_can_be_turned_off_and_the_choice_of_C_does_not_change(data):
+    train, val, test = data
+    on = LogisticBaseline(NAMES, ["a", "seq"], FAST).fit(train, val, None)
+    off_model = LogisticBaseline(NAMES, ["a", "seq"], dataclasses.replace(FAST, refit=False))
+    off = off_model.fit(train, val, None)
+    assert off["C"] == on["C"] and off["inner_ua"] == on["inner_ua"]  # chosen on training groups either way
+    assert off["n_fit"] == len(train) and not off["refit_on_validation"]
+    np.testing.assert_allclose(off_model.encoder.mean[:12], np.stack(train.features["a"]).mean(0), rtol=1e-6)
+
+
 def test_lr_multi_label_gives_independent_scores(data):
     train, val, test = data
     m = LogisticBaseline(NAMES, ["a", "seq"], FAST, target="multi", imbalance="class_weights")
     h = m.fit(train, val, None)
+    # multi-label thresholds are chosen on the validation side, so it stays out of the fit
+    assert h["n_fit"] == len(train) and not h["refit_on_validation"]
     p = m.predict_proba(test)
     assert p.shape == (len(test), 4) and h["metric"] == "map"
     assert not np.allclose(p.sum(1), 1.0)
