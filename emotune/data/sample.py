@@ -114,7 +114,7 @@ class Manifest:
         return {s.id: s for s in self.samples}
 
     def media_path(self, sample: Sample, field: str) -> Optional[Path]:
-        """The absolute path of a sample's media file; refuses paths that escape the dataset root."""
+        """The absolute path of a sample's media file; refuses relative paths that climb out of the root."""
         rel = getattr(sample, field)
         if not rel:
             return None
@@ -127,7 +127,13 @@ class Manifest:
 
 
 def safe_join(root: Path, rel: str, where: str = "") -> Path:
-    """root/rel, but never outside root (a manifest must not reach ../../etc/passwd)."""
+    """root/rel, but a relative path never climbs out of root (`../../x` is a typo or a trick, refused).
+
+    An absolute path is taken as written: a table that names its media by absolute path (media spread
+    over several disks) keeps them absolute in the manifest, which then does not move with the root.
+    """
+    if os.path.isabs(rel):
+        return Path(os.path.abspath(rel))
     root_abs = Path(os.path.abspath(root))
     target = Path(os.path.abspath(root_abs / rel))
     if target != root_abs and root_abs not in target.parents:

@@ -104,3 +104,29 @@ def test_recipe_prepares_all_sixteen_clips(mer_root, tmp_path):
     s = m.by_id()["sample_00000338"]
     assert s.video == s.audio == "sample_00000338.mp4" and m.media_path(s, "video").exists()
     assert s.text.startswith("Oh no") and s.meta["duration_s"] == "4.560000"
+
+
+def test_absolute_media_paths_are_kept_and_read(tmp_path):
+    """Media outside the table's folder, named by absolute path: accepted, kept absolute, and extracted."""
+    import numpy as np
+    import soundfile as sf
+
+    from emotune.features.store import ensure_features, load_features
+
+    elsewhere = tmp_path / "other_disk" / "clips"
+    elsewhere.mkdir(parents=True)
+    t = np.arange(16000) / 16000
+    for name, f0 in (("a.wav", 180.0), ("b.wav", 260.0)):
+        sf.write(elsewhere / name, 0.3 * np.sin(2 * np.pi * f0 * t), 16000)
+    root = tmp_path / "table"
+    root.mkdir()
+    (root / "t.csv").write_text(f"id,label,audio\na,happy,{elsewhere / 'a.wav'}\nb,sad,{elsewhere / 'b.wav'}\n")
+    prepare("table", root, tmp_path / "m.jsonl", {"label_set": "ravdess", "label": "label", "audio": "audio",
+                                                  "media_dir": "media"}, log=quiet)
+    m = read_manifest(tmp_path / "m.jsonl")
+    a = m.by_id()["a"]
+    assert a.audio == str(elsewhere / "a.wav")  # media_dir applies to relative paths only
+    assert m.media_path(a, "audio") == elsewhere / "a.wav"
+    ensure_features(m, ["egemaps"], tmp_path / "cache", progress=False)
+    feats = load_features(m, ["egemaps"], tmp_path / "cache")["egemaps"]
+    assert set(feats) == {"a", "b"} and not np.allclose(feats["a"], feats["b"])

@@ -9,7 +9,8 @@ Options (values are column names unless said otherwise):
     id          sample id (default: "id"); with `id_stem=true` a file-name column gives its bare stem
                 (clips/a_001.mp4 → a_001)
     label       single label;  labels: multi-label, split on `label_sep` (default ",")
-    text, audio, video, image, group, split      the matching sample fields
+    text, audio, video, image, group, split      the matching sample fields; a media path is relative to
+                the root (it may not climb out with ../) or absolute (kept absolute in the manifest)
     media_dir   folder (relative to the root) the media columns are relative to (default: the root)
     unlabelled  "skip" (default: rows with an empty label are left out, with a count) or "keep" (label null)
     label_set   the label set labels are canonicalised to (required: a table has no label set of its own):
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -83,7 +85,9 @@ def read(root: Path, options: dict) -> Iterator[Row | Problem | Skipped]:
         if not multi and unlabelled == "skip":
             yield Skipped("no label (--option unlabelled=keep keeps such rows with label null)")
             continue
-        media = {f: f"{media_dir}/{value[f]}" if media_dir else value[f] for f in ("audio", "video", "image") if value.get(f)}
+        # An absolute media path is kept as written (media_dir applies to relative ones only).
+        media = {f: f"{media_dir}/{value[f]}" if media_dir and not os.path.isabs(value[f]) else value[f]
+                 for f in ("audio", "video", "image") if value.get(f)}
         meta = {k: v for k, v in row.items() if k not in columns.values()}
         sid = Path(value["id"]).stem if options.get("id_stem") is True else value["id"]
         sample = Sample(id=sid, dataset="table", label=label, labels=multi, text=value.get("text", ""),
