@@ -13,11 +13,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="re-evaluate a trained run (closed-set scoring or generation)",
-                       description="Evaluate a trained run directory on a split of its fold.")
-    p.add_argument("run_dir", help="a run directory made by `emotune train`")
+                       description="Evaluate a trained run directory on a split of its fold, or (--manifest) on "
+                                   "another corpus: cross-corpus, scored on the classes the two label sets share.")
+    p.add_argument("run_dir", help="a run directory made by `emotune train` (with --manifest also a CV directory: "
+                                   "every fold's model)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which side of the run's fold")
     p.add_argument("--mode", default="score", choices=["score", "generate"],
                    help="score: probability of every label (no invalid answers); generate: free text + honest parser")
+    p.add_argument("--manifest", help="cross-corpus: score on every labelled sample of this other corpus's manifest "
+                                      "(classes matched through the label sets' names and aliases)")
+    p.add_argument("--map", action="append", default=[], metavar="OTHER=MODEL",
+                   help="cross-corpus: map a class of the other corpus to a class of the model (repeatable)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="evaluation-time overrides, e.g. eval.drop_inputs=[whisper]")
     p.set_defaults(func=cmd_eval)
 
@@ -89,6 +95,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from emotune.experiments.run import eval_run
 
+    if args.manifest:
+        from emotune.errors import EmotuneError
+        from emotune.experiments.cross_corpus import eval_cross, parse_maps
+
+        if args.mode != "score" or args.split != "test":
+            raise EmotuneError("--manifest scores the whole other corpus: --split and --mode do not apply")
+        result = eval_cross(args.run_dir, args.manifest, parse_maps(args.map), args.overrides)
+        print(json.dumps({k: (v["mean"] if isinstance(v, dict) and "mean" in v else v) for k, v in result.items()
+                          if k in ("wa", "ua", "macro_f1", "weighted_f1", "n_scored", "models")}))
+        return 0
     metrics = eval_run(args.run_dir, args.split, args.mode, args.overrides)
     keys = ("wa", "ua", "macro_f1", "weighted_f1", "invalid", "micro_f1")
     shown = {k: metrics[k] for k in keys if k in metrics}  # strict: an invalid generated answer counts as wrong
