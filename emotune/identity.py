@@ -62,6 +62,19 @@ def make_identity(cfg, fold_json: Optional[str] = None, drop: tuple[str, ...] = 
     return {"config_hash": digest(keys), "data_hash": digest(data), "data": data, "config": keys}
 
 
+# Keys added to the schema after runs were made, with the value that does what those runs did: a folder
+# whose identity lacks such a key, compared with a config holding exactly that value, is the same run.
+# (A key whose default changed the result, such as model.baseline.refit, is not listed: it is a new run.)
+LATER_KEYS = {"data.fold_file": None}
+
+
+def _without_later_keys(identity: dict, old: dict) -> str:
+    """The config hash of `identity` without the later keys that `old` lacks and that hold their old value."""
+    keys = {k: v for k, v in identity["config"].items()
+            if not (k in LATER_KEYS and k not in old.get("config", {}) and v == LATER_KEYS[k])}
+    return digest(keys)
+
+
 def describe_difference(old: dict, new: dict) -> str:
     """'train.epochs 10 → 5, data: the manifest changed' — what makes two identities differ."""
     a, b = old.get("config", {}), new.get("config", {})
@@ -94,7 +107,7 @@ def check_or_claim(run_dir: Path, identity: dict, write: bool = True) -> bool:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, identity)
         return False
-    same_config = old.get("config_hash") == identity["config_hash"]
+    same_config = old.get("config_hash") in (identity["config_hash"], _without_later_keys(identity, old))
     same_data = old.get("data_hash") in (None, identity["data_hash"])
     if not (same_config and same_data):
         raise EmotuneError(

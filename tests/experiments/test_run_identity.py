@@ -101,3 +101,20 @@ def test_out_of_range_setting_in_a_file_names_the_file(tmp_path):
     bad.write_text("train:\n  epochs: 0\n")
     with pytest.raises(ConfigError, match=rf"train.epochs: must be >= 1, got 0 \({bad}\)"):
         load_config(bad)
+
+
+def test_a_key_added_later_with_its_old_behaviour_is_the_same_run(tmp_path):
+    """A folder made before data.fold_file existed is still this config's folder; a changed value is not."""
+    from emotune.identity import check_or_claim, digest, make_identity
+
+    cfg = load_config("configs/quickstart.yaml", [f"data.manifest={tmp_path}/m.jsonl"])
+    identity = make_identity(cfg)
+    older = {k: v for k, v in identity["config"].items() if k != "data.fold_file"}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "identity.json").write_text(json.dumps({**identity, "config": older, "config_hash": digest(older)}))
+    assert check_or_claim(run, identity, write=False)
+    other = make_identity(load_config("configs/quickstart.yaml", [f"data.manifest={tmp_path}/m.jsonl",
+                                                                  "data.protocol=fold_file", "data.fold_file=f.csv"]))
+    with pytest.raises(EmotuneError, match="data.fold_file"):
+        check_or_claim(run, other, write=False)
