@@ -27,6 +27,12 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="evaluation-time overrides, e.g. eval.drop_inputs=[whisper]")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("cross-corpus", help="score models of one corpus on others: a grid of (source, target) pairs",
+                       description="Cross-validate (or reuse) each source, score every fold's model on each target "
+                                   "corpus on the classes they share, and write one table.")
+    p.add_argument("grid", help="grid YAML (configs/ablations/cross_corpus.yaml)")
+    p.set_defaults(func=cmd_cross_corpus)
+
     p = sub.add_parser("cv", help="cross-validate a recipe: every fold from the same start, resumable",
                        description="Run every fold of the recipe's protocol (each from the same initial weights) and summarise.")
     p.add_argument("config", help="YAML recipe (configs/...)")
@@ -111,6 +117,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "lenient" in metrics:
         shown["lenient"] = {k: metrics["lenient"][k] for k in keys if k in metrics["lenient"]}
     print(json.dumps(shown))
+    return 0
+
+
+def cmd_cross_corpus(args: argparse.Namespace) -> int:
+    from emotune.experiments.cross_corpus import grid
+
+    print(grid(args.grid))
     return 0
 
 

@@ -176,3 +176,61 @@ def _trained_classes(run_dir: Path, source, labels: LabelSet) -> set[str]:
 
     train = set(Fold.load(run_dir / "fold.json").train)
     return {c for s in source.samples if s.id in train for c in [labels.to_subset(s.label)] if c is not None}
+
+
+def grid(path: str) -> Path:
+    """`emotune cross-corpus GRID.yaml`: every (source, target) pair scored, one table.
+
+    A source is an existing CV directory (`cv_dir`) or a recipe to cross-validate first (`config`,
+    `overrides`; skipped fold by fold when done); a target is a manifest. Each row sits beside the source's
+    in-corpus figure, the gap that cross-corpus evaluation is about.
+    """
+    import yaml
+
+    from emotune.experiments.cv import cv
+
+    spec_path = Path(path)
+    if not spec_path.exists():
+        raise EmotuneError(f"grid file not found: {spec_path}")
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
+    unknown = sorted(set(spec) - {"out", "sources", "targets", "pairs"})
+    if unknown or not spec.get("sources") or not spec.get("targets"):
+        raise EmotuneError(f"{spec_path}: a cross-corpus grid has out, sources, targets and optional pairs"
+                           + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    out = Path(spec.get("out", "runs/cross_corpus"))
+    sources, targets = spec["sources"], spec["targets"]
+    pairs = spec.get("pairs") or [[s, t] for s in sources for t in targets]
+    for s, t in pairs:
+        if s not in sources or t not in targets:
+            raise EmotuneError(f"{spec_path}: pair [{s}, {t}] names an unknown source or target")
+    cv_dirs: dict[str, Path] = {}
+    for name in dict.fromkeys(s for s, _ in pairs):
+        src = sources[name]
+        if src.get("cv_dir"):
+            cv_dirs[name] = Path(src["cv_dir"])
+        elif src.get("config"):
+            cv_dirs[name] = Path(src.get("run_dir") or out / name)
+            cv(src["config"], [*src.get("overrides", []), f"run_dir={cv_dirs[name]}"])
+        else:
+            raise EmotuneError(f"{spec_path}: source {name} needs cv_dir or config")
+    rows = []
+    for s, t in pairs:
+        summary = eval_cross(str(cv_dirs[s]), str(targets[t]), sources[s].get("map"))
+        own = cv_dirs[s] / "summary.json"
+        in_corpus = json.loads(own.read_text())["ua"]["mean"] if own.exists() else None
+        m = summary["mapping"]
+        rows.append({"source": s, "target": t, "models": summary["models"], "shared": m["shared"],
+                     "left_out": m["other_left_out"], "in_corpus_ua": in_corpus,
+                     **{k: summary[k] for k in ("ua", "wa", "macro_f1")}})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"grid": str(spec_path), "std_ddof": 0, "rows": rows}, indent=1))
+    lines = ["| source | target | shared classes | left out of target | in-corpus UA | cross-corpus UA | WA | macro-F1 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        left = ", ".join(f"{k} ({v})" for k, v in r["left_out"].items()) or "—"
+        own = f"{r['in_corpus_ua']:.3f}" if r["in_corpus_ua"] is not None else "—"
+        lines.append(f"| {r['source']} | {r['target']} | {', '.join(r['shared'])} | {left} | {own} | "
+                     f"{r['ua']['mean']:.3f} ± {r['ua']['std']:.3f} | {r['wa']['mean']:.3f} | {r['macro_f1']['mean']:.3f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    log(f"wrote {out / 'table.md'}", result=True)
+    return out / "table.md"

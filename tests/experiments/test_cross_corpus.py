@@ -112,3 +112,20 @@ def test_too_few_shared_classes_is_refused_unless_mapped(corpora, tmp_path):
         eval_cross(str(tmp / "cv_a"), str(tmp_path / "c.jsonl"))
     out = eval_cross(str(tmp / "cv_a"), str(tmp_path / "c.jsonl"), {"neutral": "calm", "fearful": "happy"})
     assert out["mapping"]["shared"] == ["calm", "happy"] and out["mapping"]["other_left_out"] == {}
+
+
+def test_the_grid_runs_each_source_and_writes_one_table(corpora):
+    from emotune.experiments.cross_corpus import grid
+
+    tmp, a, b = corpora
+    spec = {"out": str(tmp / "xc_grid"),
+            "sources": {"a_lr": {"config": str(recipe(tmp, a, "ravdess", tmp / "cache")), "run_dir": str(tmp / "cv_a")}},
+            "targets": {"b": str(tmp / "b.jsonl")}}
+    (tmp / "grid.yaml").write_text(yaml.safe_dump(spec))
+    table = grid(str(tmp / "grid.yaml")).read_text()
+    assert "| a_lr | b | happy, sad, angry | neutral (8), fearful (8) |" in table
+    rows = json.loads((tmp / "xc_grid" / "summary.json").read_text())["rows"]
+    assert rows[0]["in_corpus_ua"] > 0.8 and rows[0]["models"] == 2
+    (tmp / "bad.yaml").write_text(yaml.safe_dump({**spec, "pairs": [["a_lr", "c"]]}))
+    with pytest.raises(EmotuneError, match=r"pair \[a_lr, c\] names an unknown"):
+        grid(str(tmp / "bad.yaml"))
