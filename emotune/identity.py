@@ -62,17 +62,22 @@ def make_identity(cfg, fold_json: Optional[str] = None, drop: tuple[str, ...] = 
     return {"config_hash": digest(keys), "data_hash": digest(data), "data": data, "config": keys}
 
 
-# Keys added to the schema after runs were made, with the value that does what those runs did: a folder
-# whose identity lacks such a key, compared with a config holding exactly that value, is the same run.
-# (A key whose default changed the result, such as model.baseline.refit, is not listed: it is a new run.)
-LATER_KEYS = {"data.fold_file": None}
+# Keys added to the schema after runs were made, each with a test of "this config does what runs made
+# before the key existed did": a folder whose identity lacks the key is then the same run. A key whose
+# default changed a result is not neutral at that default (model.baseline.refit changed the LR's fit; it
+# is neutral when off, or when the model is not the LR, which never reads it).
+LATER_KEYS = {
+    "data.fold_file": lambda keys: keys.get("data.fold_file") is None,
+    "data.max_val": lambda keys: keys.get("data.max_val") == 0,
+    "model.baseline.refit": lambda keys: keys.get("model.kind") != "baseline_lr" or not keys.get("model.baseline.refit"),
+}
 
 
 def _without_later_keys(identity: dict, old: dict) -> str:
-    """The config hash of `identity` without the later keys that `old` lacks and that hold their old value."""
-    keys = {k: v for k, v in identity["config"].items()
-            if not (k in LATER_KEYS and k not in old.get("config", {}) and v == LATER_KEYS[k])}
-    return digest(keys)
+    """The config hash of `identity` without the later keys that `old` lacks and that keep the old behaviour."""
+    keys = identity["config"]
+    neutral = {k for k, holds in LATER_KEYS.items() if k in keys and k not in old.get("config", {}) and holds(keys)}
+    return digest({k: v for k, v in keys.items() if k not in neutral})
 
 
 def describe_difference(old: dict, new: dict) -> str:

@@ -118,3 +118,13 @@ def test_a_key_added_later_with_its_old_behaviour_is_the_same_run(tmp_path):
                                                                   "data.protocol=fold_file", "data.fold_file=f.csv"]))
     with pytest.raises(EmotuneError, match="data.fold_file"):
         check_or_claim(run, other, write=False)
+    # The LR's refit changed its results: an LR folder made before it existed is not this config's ...
+    lr = make_identity(load_config("configs/quickstart.yaml", [f"data.manifest={tmp_path}/m.jsonl", "model.kind=baseline_lr"]))
+    older = {k: v for k, v in lr["config"].items() if k != "model.baseline.refit"}
+    (run / "identity.json").write_text(json.dumps({**lr, "config": older, "config_hash": digest(older)}))
+    with pytest.raises(EmotuneError, match="model.baseline.refit"):
+        check_or_claim(run, lr, write=False)
+    # ... but with refit off it is, and so is an LM folder, which never reads the LR's settings
+    off = make_identity(load_config("configs/quickstart.yaml", [f"data.manifest={tmp_path}/m.jsonl", "model.kind=baseline_lr",
+                                                                "model.baseline.refit=false"]))
+    assert check_or_claim(run, off, write=False)
