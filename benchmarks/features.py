@@ -3,6 +3,7 @@
     python benchmarks/features.py                                   # RAVDESS manifest, default extractors
     python benchmarks/features.py --cold-samples 24 --extractors egemaps,whisper
     python benchmarks/features.py --warm-only
+    python benchmarks/features.py --one-pass 100                   # whisper, then whisper_seq in a later run
 
 Cold: a fresh temporary cache, one extractor at a time on a spread of `--cold-samples` clips (every
 actor represented); the model load is timed apart (one warm-up clip) so the rate is the steady one.
@@ -10,6 +11,14 @@ Warm: `ensure_features` over the whole manifest against the default cache (fill 
 `emotune features`): it should compute nothing, so its rate is the cost of checking the cache; the
 time to `load_features` every array is reported too. Writes benchmarks/results/features.json and the
 "Features" section of BENCHMARKS.md. Machine load is recorded: on a shared machine rates vary.
+
+One pass (`--one-pass N`): on N clips (every actor represented) in a fresh temporary cache, `whisper`
+and then, as a separate run (encoder states in memory forgotten), `whisper_seq`. The second run is timed
+twice: reading the cached `whisper_states` (now), and with that folder deleted first, so it encodes every
+clip again as every run did before the states were cached ("before"; this includes writing the states,
+which the old code did not). Also reports the states' size on disk and how far the pooled vector would
+move if they were stored as float16. Writes benchmarks/results/whisper_one_pass.json and the "Whisper:
+one encoder pass" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +44,7 @@ from emotune.features.store import default_cache_dir, ensure_features, load_feat
 
 DEFAULT = "egemaps,logmel,whisper,whisper_seq,minilm"
 SECTION = "Features"
+ONE_PASS = "Whisper: one encoder pass"
 
 
 def cpu_name() -> str:
@@ -101,7 +112,8 @@ def update_markdown(path: Path, result: dict) -> None:
              f"{result['load_average'].get('cold')}, before the warm runs {result['load_average'].get('warm')} "
              "(other jobs shared the cores, so cold rates are lower than on an idle machine). "
              "Cold = fresh cache, model load excluded (shown apart); warm = everything cached, the whole manifest checked. "
-             "Each cold row runs alone; asked together, whisper and whisper_seq share one encoder pass per clip.", "",
+             "Each cold row runs alone (its own cache); otherwise every Whisper feature of a clip derives from one "
+             "cached encoder pass, in one run or across runs (see the next section).", "",
              "| extractor | cold clips/s | cold clips | model load + 1st clip (s) | warm clips/s | warm: computed | load_features (s) |",
              "|---|---|---|---|---|---|---|"]
     for name in result["extractors"]:
@@ -113,10 +125,91 @@ def update_markdown(path: Path, result: dict) -> None:
         lines += ["", f"Full extraction of {full['extractors']} over {full['clips']} clips in one run "
                       f"(workers {full['workers']}): {full['wall']} ({full['note']})."]
     section = "\n".join(lines) + "\n"
+    write_section(path, SECTION, section)
+
+
+def write_section(path: Path, title: str, section: str) -> None:
+    """Replace (or append) the section `## title` of the Markdown file."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nLatest measured numbers; each section is written by its script in benchmarks/.\n"
-    pattern = re.compile(rf"^## {SECTION}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")
+
+
+def one_pass(manifest, n: int) -> dict:
+    """Seconds of `whisper` then `whisper_seq` as separate runs, the second reading cached states or encoding again."""
+    import numpy as np
+
+    from emotune.features.base import get_extractor
+    from emotune.features.whisper import WhisperBackend
+
+    subset = spread(manifest.samples, n + 1)
+    warm_up, timed = copy.copy(manifest), copy.copy(manifest)
+    warm_up.samples, timed.samples = subset[-1:], subset[:-1]
+    states_key = get_extractor(get_extractor("whisper").upstream()).key
+    backend = get_extractor("whisper").backend()
+
+    def run(spec: str, cache: Path) -> dict:
+        WhisperBackend.forget()  # a later run is a new process: nothing remembered in memory
+        before, t0 = backend.encoded, time.perf_counter()
+        summary = ensure_features(timed, [spec], cache, progress=False)[spec]
+        return {"seconds": round(time.perf_counter() - t0, 2), "done": summary["done"],
+                "encoder_batches": backend.encoded - before}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ensure_features(warm_up, ["whisper"], Path(tmp) / "warm_up", progress=False)  # model load, not timed
+        now, before = Path(tmp) / "now", Path(tmp) / "before"
+        first = run("whisper", now)
+        shutil.copytree(now, before)
+        shutil.rmtree(before / states_key)  # as before the states were cached: the next run encodes again
+        second_now = run("whisper_seq", now)
+        second_before = run("whisper_seq", before)
+        states_bytes = sum(p.stat().st_size for p in (now / states_key).rglob("*.safetensors"))
+        feats = load_features(timed, ["whisper", "whisper_states"], now)
+    # float16 storage, had it been chosen: how far the pooled vector (mean, std) moves, relative to its size.
+    moved = []
+    for sid, states in feats["whisper_states"].items():
+        half = states.astype(np.float16).astype(np.float32)
+        pooled = np.concatenate([half.mean(0), half.std(0)])
+        moved.append(float(np.linalg.norm(pooled - feats["whisper"][sid]) / np.linalg.norm(feats["whisper"][sid])))
+    frames = [len(v) for v in feats["whisper_states"].values()]
+    return {"clips": len(timed.samples), "first_whisper": first, "second_whisper_seq_now": second_now,
+            "second_whisper_seq_before": second_before,
+            "total_s": {"before": round(first["seconds"] + second_before["seconds"], 2),
+                        "now": round(first["seconds"] + second_now["seconds"], 2)},
+            "states_mb_on_disk": round(states_bytes / 2**20, 1), "states_kb_per_clip": round(states_bytes / 1024 / len(frames), 1),
+            "states_per_clip_mean": round(float(np.mean(frames)), 1),
+            "float16_pooled_relative_change": {"max": float(f"{max(moved):.2e}"), "mean": float(f"{np.mean(moved):.2e}")}}
+
+
+def one_pass_markdown(path: Path, result: dict) -> None:
+    r = result["one_pass"]
+    a, now, before = r["first_whisper"], r["second_whisper_seq_now"], r["second_whisper_seq_before"]
+    lines = [f"## {ONE_PASS}", "",
+             f"`python benchmarks/features.py --one-pass {r['clips']}`, {result['date']}: {r['clips']} clips of "
+             f"{result['dataset']} ({result['manifest']}, spread over it), a fresh temporary cache, `whisper` and then `whisper_seq` as two separate runs (encoder "
+             "states in memory forgotten between them, as in a new process; model load excluded). Every Whisper "
+             "feature now derives from the clip's cached encoder states (`whisper_states`), so the second run does "
+             "not encode. \"Before\" is measured with this code and the states folder deleted before the second "
+             "run, so it encodes every clip again as each run did until now (it also writes the states, a small "
+             "cost the old code did not have); run 1 is one measurement, shown in both columns. "
+             f"Machine: {result['machine']}; OMP_NUM_THREADS="
+             f"{result['omp_num_threads']}; 1-minute load average {result['load_average']} before.", "",
+             "| run | before (s) | now (s) | encoder batches now |", "|---|---|---|---|",
+             f"| 1: `whisper` | {a['seconds']} | {a['seconds']} | {a['encoder_batches']} |",
+             f"| 2: `whisper_seq` | {before['seconds']} | {now['seconds']} | {now['encoder_batches']} |",
+             f"| both | {r['total_s']['before']} | {r['total_s']['now']} | |", "",
+             f"The states take {r['states_kb_per_clip']} KB a clip on disk ({r['states_per_clip_mean']} states of 384 "
+             f"float32 on average; {r['states_mb_on_disk']} MB for these {r['clips']} clips). Stored as float16 they "
+             f"would take half, and the pooled `whisper` vector would move by up to {r['float16_pooled_relative_change']['max']:.1e} "
+             f"of its norm (mean {r['float16_pooled_relative_change']['mean']:.1e}); float32 keeps it bit for bit "
+             "what it was."]
+    check = result.get("old_code_check")  # measured once by hand with the code before this change; kept on reruns
+    if check:
+        lines += ["", f"Cross-check with the code before the states were cached ({check['code']}, {check['date']}, the same "
+                      f"{check['clips']} clips, two runs): `whisper` {check['whisper_s']} s, then `whisper_seq` "
+                      f"{check['whisper_seq_s']} s; {check['features']}."]
+    write_section(path, ONE_PASS, "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -128,9 +221,24 @@ def main() -> None:
     ap.add_argument("--cache-dir", help="warm cache (default: $EMOTUNE_CACHE/features)")
     ap.add_argument("--warm-only", action="store_true")
     ap.add_argument("--full-run", help="JSON with a timed full extraction to quote (wall, workers, note)")
+    ap.add_argument("--one-pass", type=int, metavar="N",
+                    help="only time whisper then whisper_seq as two runs on N clips, with and without cached encoder states")
     args = ap.parse_args()
     names = [n for n in args.extractors.split(",") if n]
     manifest = read_manifest(ROOT / args.manifest if not Path(args.manifest).is_absolute() else args.manifest)
+    if args.one_pass:
+        result = {"dataset": manifest.dataset, "manifest": args.manifest, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                  "machine": f"{cpu_name()}, {os.cpu_count()} cores", "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+                  "load_average": round(os.getloadavg()[0], 1)}
+        result["one_pass"] = one_pass(manifest, args.one_pass)
+        out = ROOT / "benchmarks" / "results" / "whisper_one_pass.json"
+        if out.exists() and "old_code_check" in json.loads(out.read_text()):
+            result["old_code_check"] = json.loads(out.read_text())["old_code_check"]
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        one_pass_markdown(ROOT / "BENCHMARKS.md", result)
+        print(json.dumps(result["one_pass"], indent=1))
+        print(f"wrote {out.relative_to(ROOT)} and the {ONE_PASS} section of BENCHMARKS.md")
+        return
     previous = {}
     out = ROOT / "benchmarks" / "results" / "features.json"
     if out.exists():

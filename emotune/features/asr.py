@@ -36,8 +36,8 @@ from pathlib import Path
 
 from emotune.data.sample import Sample
 from emotune.errors import EmotuneError
-from emotune.features.audio import load_clip
-from emotune.features.base import ASR_LANGUAGE_UNSUPPORTED, ASR_NOT_ENGLISH, Extractor, Missing, Output, Source
+from emotune.features.audio import AudioExtractor
+from emotune.features.base import ASR_LANGUAGE_UNSUPPORTED, ASR_NOT_ENGLISH, Missing, Output, Source
 from emotune.features.whisper import WhisperBackend
 
 MAX_COMPRESSION_RATIO = 2.4
@@ -45,14 +45,13 @@ MAX_WORD_RUN = 2  # the same word more often in a row is a decoding loop
 MIN_WORD_CONFIDENCE = 0.45  # between 0.39 (best non-looping Chinese clip) and 0.53 (worst English clip)
 
 
-class WhisperASR(Extractor):
+class WhisperASR(AudioExtractor):
     """The transcript (a string). `always=true` also transcribes samples that already carry text."""
 
     name = "asr"
     version = "2"  # 2: deterministic decoding, language setting, no transcript for speech the model cannot write
-    modality = "audio"
     # Greedy decoding: beam search costs ~3x for little gain on short utterances.
-    defaults = {"model": "", "compute_type": "float32", "language": "auto", "beam_size": 1, "always": False}
+    defaults = {**AudioExtractor.defaults, "model": "", "compute_type": "float32", "language": "auto", "beam_size": 1, "always": False}
 
     def __init__(self, **settings):
         super().__init__(**settings)
@@ -77,7 +76,7 @@ class WhisperASR(Extractor):
         if english_only and lang not in ("auto", "en"):
             raise Missing(ASR_LANGUAGE_UNSUPPORTED)
         segments, _ = model.transcribe(
-            load_clip(source), language="en" if english_only else (None if lang == "auto" else lang),
+            self.clip(source), language="en" if english_only else (None if lang == "auto" else lang),
             task="transcribe", temperature=0.0, beam_size=self.settings["beam_size"], best_of=1,
             condition_on_previous_text=False, vad_filter=False, word_timestamps=english_only)
         segments = list(segments)

@@ -29,6 +29,7 @@ REGISTRY = {
     "logmel": "emotune.features.audio:LogMel",
     "whisper": "emotune.features.whisper:WhisperPooled",
     "whisper_seq": "emotune.features.whisper:WhisperSegments",
+    "whisper_states": "emotune.features.whisper:WhisperStates",  # (T, d); what whisper and whisper_seq derive from
     "asr": "emotune.features.asr:WhisperASR",
     "minilm": "emotune.features.text:MiniLM",
     "fer": "emotune.features.face:FER",
@@ -122,6 +123,9 @@ class Extractor:
     defaults: ClassVar[dict[str, Any]] = {}
     batch_size: ClassVar[int] = 1
     uses_transcripts: ClassVar[bool] = False  # text extractors fall back to the ASR transcript
+    # Settings added after the extractor was first released: left out of the cache key while at their
+    # default, so the features cached before the setting existed stay valid (other values key new folders).
+    late_settings: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **settings: Any):
         unknown = set(settings) - set(self.defaults)
@@ -146,8 +150,10 @@ class Extractor:
 
     @property
     def key(self) -> str:
-        """The cache folder: readable prefix + hash of name, version and ALL settings (defaults included)."""
-        blob = json.dumps({"name": self.name, "version": self.version, "settings": self.settings}, sort_keys=True)
+        """The cache folder: readable prefix + hash of name, version and ALL settings (defaults included, but
+        not `late_settings` at their default)."""
+        keyed = {k: v for k, v in self.settings.items() if not (k in self.late_settings and v == self.defaults[k])}
+        blob = json.dumps({"name": self.name, "version": self.version, "settings": keyed}, sort_keys=True)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
         return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.name)}-v{self.version}-{digest}"
 
@@ -188,6 +194,18 @@ class Extractor:
         return out
 
     def compute(self, source: Source) -> Output:
+        raise NotImplementedError
+
+    # -- derived extractors -------------------------------------------------------------------------
+    def upstream(self) -> Optional[str]:
+        """The spec of an extractor whose cached result this one is computed from (by `derive`), or None.
+
+        `ensure_features` runs the upstream first for the samples that need it and caches its result, so
+        every extractor derived from it, in this run or a later one, reuses that work (Whisper: one encoder
+        pass per clip). `compute_batch` must still work alone (predict, demo): it computes the upstream."""
+        return None
+
+    def derive(self, value: np.ndarray) -> Output:
         raise NotImplementedError
 
 

@@ -17,6 +17,10 @@ a few large ones once a dataset folder holds more than COMPACT_AT of them.
 
 A result is current when its sample key AND fingerprint match: an edited media file or transcript is a
 cache miss. A changed setting is a different extractor key, i.e. a different folder; old folders stay.
+
+Large arrays (Whisper encoder states, ~270 KB a clip) can be scanned with `arrays=False`: every checksum is
+still verified, but each entry keeps only where its array lies (`Stored`), read again when it is used, so
+a scan never holds a whole corpus of them in memory.
 """
 
 from __future__ import annotations
@@ -59,6 +63,25 @@ class Entry:
     @property
     def reason(self) -> str:
         return self.status.removeprefix("missing: ")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """Where a verified cached array lies: read by `load` when needed (plain strings, cheap to send to a worker)."""
+
+    shard: str
+    tensor: str
+    sha256: str
+
+    def load(self) -> np.ndarray:
+        """The array; ShardError if its bytes changed, FileNotFoundError if its shard was merged away since."""
+        from safetensors import safe_open
+
+        with safe_open(self.shard, framework="numpy") as f:
+            arr = f.get_tensor(self.tensor)
+        if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != self.sha256:
+            raise ShardError(f"data checksum mismatch in {self.shard}")
+        return arr
 
 
 @dataclasses.dataclass
@@ -126,17 +149,19 @@ class FeatureCache:
                 files.append(p)  # a shard outside any dataset folder may hold any dataset
         return sorted(files, key=lambda p: p.name)
 
-    def scan(self, key: str, datasets: Optional[set[str]] = None, repair: bool = False) -> ShardIndex:
+    def scan(self, key: str, datasets: Optional[set[str]] = None, repair: bool = False, arrays: bool = True) -> ShardIndex:
         """Read and verify the shards of `key` for `datasets`. With `repair`, delete corrupt shards and stale
-        temp files. A shard merged away mid-read by another process means reading again (its entries moved)."""
+        temp files. A shard merged away mid-read by another process means reading again (its entries moved).
+        With `arrays=False` array values are `Stored` references, not arrays (such an index cannot `compact`)."""
         for _ in range(5):
             try:
-                return self._scan(key, datasets, repair)
+                return self._scan(key, datasets, repair, arrays)
             except _Vanished:
                 continue
-        return self._scan(key, datasets, repair, tolerate=True)
+        return self._scan(key, datasets, repair, arrays, tolerate=True)
 
-    def _scan(self, key: str, datasets: Optional[set[str]], repair: bool, tolerate: bool = False) -> ShardIndex:
+    def _scan(self, key: str, datasets: Optional[set[str]], repair: bool, arrays: bool = True,
+              tolerate: bool = False) -> ShardIndex:
         index = ShardIndex()
         for path in self.shard_files(key, datasets):
             if path.name.startswith(".tmp-"):
@@ -146,7 +171,7 @@ class FeatureCache:
             if path.suffix != ".safetensors":
                 continue
             try:
-                entries = read_shard(path, self.folder(key))
+                entries = read_shard(path, self.folder(key), arrays)
             except FileNotFoundError:
                 if tolerate:
                     continue
@@ -183,6 +208,8 @@ class FeatureCache:
         loose = any(p.parent.name == "shards" for p in index.files)  # outside a dataset folder: move them in
         if len(index.files) <= COMPACT_AT and not loose:
             return 0
+        if any(isinstance(e.value, Stored) for e in index.entries()):
+            raise ValueError("compact needs an index scanned with its arrays")
         groups: dict[str, list[dict]] = {}
         for e in index.entries():
             groups.setdefault(dataset_of(e.sample), []).append(_item(e.sample, e.fingerprint, e.status, e.value, e.crops_rel))
@@ -238,8 +265,9 @@ class ShardError(Exception):
     pass
 
 
-def read_shard(path: Path, folder: Path) -> list[Entry]:
-    """All entries of one shard, every checksum verified; ShardError says what is wrong."""
+def read_shard(path: Path, folder: Path, arrays: bool = True) -> list[Entry]:
+    """All entries of one shard, every checksum verified; ShardError says what is wrong. With `arrays=False`
+    an array value is a `Stored` reference (text values are always read)."""
     from safetensors.numpy import load
 
     data = path.read_bytes()
@@ -264,7 +292,10 @@ def read_shard(path: Path, folder: Path) -> list[Entry]:
             arr = tensors.get(item["tensor"])
             if arr is None or hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != item["sha256"]:
                 raise ShardError(f"data checksum mismatch for {e.sample}")
-            e.value = arr.tobytes().decode("utf-8") if item.get("kind") == "text" else arr
+            if item.get("kind") == "text":
+                e.value = arr.tobytes().decode("utf-8")
+            else:
+                e.value = arr if arrays else Stored(str(path), item["tensor"], item["sha256"])
             e.crops_rel = dict(item.get("crops", {}))
             e.crops = {k: folder / v for k, v in e.crops_rel.items()}
         entries.append(e)

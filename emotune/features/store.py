@@ -36,13 +36,16 @@ def _stderr(msg: str) -> None:
 
 
 def _run_order(names: list[str]) -> list[tuple[str, Extractor]]:
-    """(name, extractor) pairs with ASR first, so text extractors later in the run read its transcripts.
+    """(name, extractor) pairs with ASR first, so text extractors later in the run read its transcripts,
+    then the upstreams of derived extractors (`Extractor.upstream`, added when not named), then the rest.
 
     ASR runs only when it is named: it is slow, and a transcript is only worth making for a run whose
     model reads text (`emotune.features.text_use`); a text extractor without it embeds the samples'
     own text and counts the others as "no text and no ASR transcript"."""
     pairs = [(n, get_extractor(n)) for n in dict.fromkeys(names)]
-    return sorted(pairs, key=lambda p: p[1].name != ASR)
+    named = {ex.spec for _, ex in pairs}
+    ups = [(u, get_extractor(u)) for u in dict.fromkeys(ex.upstream() for _, ex in pairs if ex.upstream()) if u not in named]
+    return sorted(pairs + ups, key=lambda p: (p[1].name != ASR, p[1].upstream() is not None))
 
 
 def _where(s: Sample, root: Path, src=None) -> str:
@@ -70,21 +73,36 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
     samples, root = manifest.samples, manifest.root
     datasets = {s.dataset for s in samples}
     order = _run_order(names)
+    named = {get_extractor(n).spec for n in names}
+    hidden = {ex.spec for _, ex in order if ex.spec not in named}  # upstreams run for derived extractors only
     stats: dict[str, dict] = {}
     plan: dict[str, set[int]] = {}
     transcripts: dict[str, str] = {}
+    given: dict[str, dict[int, Output | Missing]] = {}  # upstream spec -> sample index -> its cached result
     where: dict[tuple[str, str], str] = {}  # (spec, sample key) -> its file, for failures found while computing
-    for _, ex in order:
+    upstreams = {ex.upstream() for _, ex in order} - {None}
+    # Upstreams are planned last: they need the plans of the extractors derived from them.
+    for _, ex in sorted(order, key=lambda p: p[1].spec in upstreams):
         if ex.spec in stats:
             continue
         st = stats[ex.spec] = {"done": 0, "cached": 0, "missing": Counter(), "modality": ex.modality, "failed": []}
-        index = cache.scan(ex.key, datasets, repair=True)
+        todo = plan.setdefault(ex.spec, set())
+        # The samples whose derived features are to be computed: their upstream result is read or computed.
+        needed = set().union(*(plan[d.spec] for _, d in order if d.upstream() == ex.spec))
+        if ex.spec in hidden and not needed:
+            continue  # everything derived from it is cached: do not even read its (large) shards
+        # An upstream's arrays (Whisper states) are large: the index keeps where they lie, each is read when a
+        # chunk derives from it. Its shards are not merged: each already holds megabytes.
+        big = ex.spec in upstreams
+        index = cache.scan(ex.key, datasets, repair=True, arrays=not big)
         for path, why in index.corrupt:
             log(f"warning: deleted corrupt cache shard {path} ({why}); its samples will be extracted again")
-        cache.compact(ex.key, index)
+        if not big:
+            cache.compact(ex.key, index)
         cache.write_info(ex.key, ex.info())
-        todo = plan.setdefault(ex.spec, set())
         for i, s in enumerate(samples):
+            if ex.spec in hidden and i not in needed:
+                continue
             try:
                 src = ex.source(s, root, transcripts)
             except Pending:
@@ -104,6 +122,8 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
                     transcripts[s.id] = entry.value
             else:
                 _count_missing(st, entry.reason, s, root, src)
+            if entry is not None and i in needed:
+                given.setdefault(ex.spec, {})[i] = Output(entry.value) if entry.ok else Missing(entry.reason)
         if ex.name == ASR:
             transcripts.update({samples[i].id: PENDING for i in todo})
 
@@ -112,11 +132,13 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
     for start in range(0, len(todo_all), flush_every):
         chunk = todo_all[start: start + flush_every]
         pos = {i: p for p, i in enumerate(chunk)}
+        specs = dict.fromkeys(ex.spec for _, ex in order)  # in run order: an upstream before what derives from it
         tasks.append(Task(
             root=str(root), samples=[dataclasses.asdict(samples[i]) for i in chunk],
-            plan={spec: [pos[i] for i in chunk if i in plan[spec]] for spec in plan if any(i in plan[spec] for i in chunk)},
+            plan={spec: [pos[i] for i in chunk if i in plan[spec]] for spec in specs if any(i in plan[spec] for i in chunk)},
             transcripts={samples[i].id: transcripts[samples[i].id] for i in chunk
-                         if transcripts.get(samples[i].id, PENDING) != PENDING}))
+                         if transcripts.get(samples[i].id, PENDING) != PENDING},
+            given={up: {samples[i].id: res[i] for i in chunk if i in res} for up, res in given.items()}))
     keys = {ex.spec: ex.key for _, ex in order}
     if tasks:
         from tqdm import tqdm
@@ -141,7 +163,7 @@ def ensure_features(manifest: Manifest, names: list[str], cache_dir: Path | None
                 bar.update(len(task.samples))
         finally:
             bar.close()
-    return {name: {**stats[ex.spec], "missing": dict(stats[ex.spec]["missing"])} for name, ex in order}
+    return {name: {**stats[ex.spec], "missing": dict(stats[ex.spec]["missing"])} for name, ex in order if ex.spec not in hidden}
 
 
 def _count_missing(st: dict, reason: str, s: Sample, root: Path, src=None) -> None:

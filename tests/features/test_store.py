@@ -106,7 +106,7 @@ def test_specs_and_their_errors():
     assert parse_spec("hf:org/model(pool=mean)") == ("hf", {"model": "org/model", "pool": "mean"})
     with pytest.raises(EmotuneError, match="unknown extractor 'wisper'"):
         parse_spec("wisper")
-    with pytest.raises(EmotuneError, match="unknown setting.*n_mel.*known: hop_ms, n_mels, win_ms"):
+    with pytest.raises(EmotuneError, match="unknown setting.*n_mel.*known: hop_ms, n_mels, trim, win_ms"):
         get_extractor("logmel(n_mel=3)")
     with pytest.raises(EmotuneError, match="n_mels=.*should be int"):
         get_extractor("logmel(n_mels=many)")
