@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which side of the run's fold")
     p.add_argument("--mode", default="score", choices=["score", "generate"],
                    help="score: probability of every label (no invalid answers); generate: free text + honest parser")
+    p.add_argument("--fold", help="score the test side of another fold of the protocol that has the same training "
+                                  "and validation sides (e.g. official_test2 of a run trained on official_test1)")
     p.add_argument("--manifest", help="cross-corpus: score on every labelled sample of this other corpus's manifest "
                                       "(classes matched through the label sets' names and aliases)")
     p.add_argument("--map", action="append", default=[], metavar="OTHER=MODEL",
@@ -111,7 +113,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps({k: (v["mean"] if isinstance(v, dict) and "mean" in v else v) for k, v in result.items()
                           if k in ("wa", "ua", "macro_f1", "weighted_f1", "n_scored", "models")}))
         return 0
-    metrics = eval_run(args.run_dir, args.split, args.mode, args.overrides)
+    metrics = eval_run(args.run_dir, args.split, args.mode, args.overrides, fold_name=args.fold)
     keys = ("wa", "ua", "macro_f1", "weighted_f1", "invalid", "micro_f1")
     shown = {k: metrics[k] for k in keys if k in metrics}  # strict: an invalid generated answer counts as wrong
     if "lenient" in metrics:

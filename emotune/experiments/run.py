@@ -306,6 +306,18 @@ def train(config: str, overrides: list[str]) -> Path:
     return run_dir
 
 
+def same_sides_fold(cfg: Config, manifest: Manifest, fold: Fold, name: str) -> Fold:
+    """Fold `name` of the run's protocol, refused unless its training and validation sides are the run's."""
+    folds = {f.name: f for f in folds_for(cfg, manifest)}
+    if name not in folds:
+        raise EmotuneError(f"--fold {name}: the {cfg.data.protocol} protocol's folds are {', '.join(folds)}")
+    other = folds[name]
+    if set(other.train) != set(fold.train) or set(other.val) != set(fold.val):
+        raise EmotuneError(f"--fold {name}: its training or validation side differs from this run's ({fold.name}), "
+                           f"so its test side may hold samples the run trained on; train that fold instead")
+    return other
+
+
 def apply_eval_time(cfg: Config, model, ex: Examples) -> Examples:
     """Test-time variations of a trained run: inputs removed at test time, another prompt pool."""
     drop = cfg.eval.drop_inputs
@@ -320,11 +332,12 @@ def apply_eval_time(cfg: Config, model, ex: Examples) -> Examples:
 
 
 def eval_run(run_dir: str, split: str = "test", mode: str = "score", overrides: list[str] = (),
-             out_name: Optional[str] = None) -> dict:
+             out_name: Optional[str] = None, fold_name: Optional[str] = None) -> dict:
     """`emotune eval RUN_DIR`: re-evaluate a trained run on its fold's split, by scoring or by generation.
 
     `overrides` change only evaluation-time settings (eval.*, the LM's eval prompt pool); the trained
-    weights are whatever the run saved.
+    weights are whatever the run saved. `fold_name`: the test side of another fold of the protocol whose
+    training and validation sides are the run's own (MER2023's three official test sets: train once).
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
@@ -332,6 +345,9 @@ def eval_run(run_dir: str, split: str = "test", mode: str = "score", overrides: 
     cfg = load_config(run_dir / "config.yaml", list(overrides))
     fold = Fold.load(run_dir / "fold.json")
     manifest = ensure_manifest(cfg)
+    if fold_name and fold_name != fold.name:
+        fold = same_sides_fold(cfg, manifest, fold, fold_name)
+        out_name = out_name or f"eval_{split}_{fold_name}" + ("" if mode == "score" else f"_{mode}")
     feats, transcripts = load_inputs(cfg, manifest)
     data = fold_data(cfg, manifest, fold, feats, transcripts)
     ex = {"test": data.test, "val": data.val, "train": data.train}[split]
