@@ -34,3 +34,18 @@ def test_every_alias_targets_a_label():
 def test_unknown_subset():
     with pytest.raises(EmotuneError, match="no subset"):
         load_label_set("ravdess", "nope")
+
+
+def test_acted_corpora_sets_read_their_own_codes():
+    """The built-in sets of common acted corpora, each with its release's codes as aliases."""
+    assert load_label_set("emodb").canonical("L") == "bored" and load_label_set("emodb").canonical("A") == "fearful"
+    assert load_label_set("crema_d").canonical("DIS") == "disgust"
+    assert load_label_set("tess").canonical("ps") == "surprised"
+    assert load_label_set("savee").canonical("sa") == "sad" and load_label_set("savee").canonical("su") == "surprised"
+    assert load_label_set("ckplus").canonical("2") == "contempt"
+    assert load_label_set("affectnet").canonical("7") == "contempt" and len(load_label_set("affectnet", "basic7")) == 7
+    # one spelling of each emotion across sets, so cross-corpus evaluation matches them by name
+    from emotune.experiments.cross_corpus import map_classes
+
+    shared = map_classes(load_label_set("ravdess"), load_label_set("emodb"))
+    assert shared == {n: n for n in ("neutral", "angry", "disgust", "fearful", "happy", "sad")}  # bored has no match
