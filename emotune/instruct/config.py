@@ -65,6 +65,9 @@ class InstructConfig:
     min_baseline: int = 8  # fewer recordings of a speaker than this: fall back to the dataset baseline
     reveal_label: bool = True  # tell the LLM the gold label (EmoVIT does); it still must not contradict it
     label_check: Literal["contradiction", "match", "off"] = "contradiction"  # drop replies implying another label / not implying gold
+    # Drop replies whose claims contradict the measured clues (louder for a clip measured quieter, a face cue
+    # with no face clue, a quote not in the transcript), that echo the label hint, or that loop (grounding.py).
+    grounding: bool = True
     parse_retries: int = 2  # unusable replies (empty, unreadable, degenerate) are asked again this many times
     retry_rejected: bool = False  # rerun records rejected for their content (label check) instead of skipping them
     include_transcript: bool = True  # put the transcript in the human turn (the model reads it too)

@@ -45,7 +45,6 @@ from emotune.instruct.records import Filtered, Job, LLMWriter, Skipped, categori
 from emotune.instruct.templates import load_prompts
 
 LLM_KINDS = ("reasoning", "conversation")
-FINAL_REJECTIONS = ("contradicts_label", "label_not_stated")  # the content was judged: asking again is waste
 
 
 def _stderr(msg: str) -> None:
@@ -215,7 +214,7 @@ def run_instruct(cfg: InstructRecipe, progress: bool = True, log: Callable[[str]
                 if c is None or c.is_empty():
                     skipped["no_clues"] += 1
                     continue
-                j.caption = clue_mod.caption(c, prompts["captions"])
+                j.caption, j.clues = clue_mod.caption(c, prompts["captions"]), c
                 ready.append(j)
             llm_stats.update(asyncio.run(_run_llm(ready, cfg, model, prompts, labels, writer, rejects, written,
                                                   filtered, skipped, counts, progress, log, tick)))

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from emotune.data.labels import LabelSet
 from emotune.data.sample import Sample
 from emotune.instruct.config import InstructRecipe
+from emotune.instruct.grounding import check_grounding
 from emotune.instruct.parse import Unusable, check_label, clean_answer, parse_qa
+
+if TYPE_CHECKING:
+    from emotune.instruct.clues import Clues
 from emotune.instruct.templates import first_human_turn, fill, pick, pick_distinct, pool
 
 
@@ -23,6 +27,7 @@ class Job:
     sample: Sample
     label: str
     caption: str = ""
+    clues: Optional["Clues"] = None  # what the caption was made from: the grounding check reads it
 
 
 class Skipped(Exception):
@@ -103,6 +108,9 @@ class LLMWriter:
 
     def _check(self, job: Job, answers: list[str]) -> None:
         reason = check_label(answers, job.label, self.labels, self.ins.label_check)
+        if not reason and self.ins.grounding:
+            reason = next((r for r in (check_grounding(a, job.clues, job.sample.text or "", job.caption) for a in answers)
+                           if r), None)
         if reason:
             raise Filtered(reason, answers)
 
