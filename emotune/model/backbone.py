@@ -12,11 +12,17 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from emotune.paths import cache_home
 from emotune.errors import EmotuneError
 from emotune.process import pid_alive
+
+# peft (wrapping the LM in LoRA) and accelerate (on every prepare) ask transformers 5 models the deprecated
+# `is_gradient_checkpointing`: a FutureWarning on every LM run that no user of emotune can act on. Set here,
+# where every LM is loaded, so it is in place before either asks.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 DEFAULT_BACKBONE = "smollm2-135m-instruct"
 

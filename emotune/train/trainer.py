@@ -24,7 +24,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -37,11 +36,6 @@ from emotune.train.checkpoint import load_latest, load_tensors, save_checkpoint,
 from emotune.train.config import TrainConfig
 
 BEST_FILE = "best.safetensors"
-
-# accelerate asks transformers 5 models the deprecated `is_gradient_checkpointing` on every prepare: a
-# warning on every LM run that no user of emotune can act on.
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-
 
 class Task(Protocol):
     n_train: int

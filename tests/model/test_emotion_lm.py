@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,24 @@ def test_smollm2_closed_set_agrees_with_greedy_generation(emotune_cache):
                 both += 1
                 assert parse_label(texts[i], labels) == RAVDESS[int(probs[i].argmax())], texts[i]
     assert both > 0  # zero-shot, SmolLM2 answers most of these with a label word
+
+
+def test_a_lora_lm_run_prints_no_library_deprecation_warning(tiny_dir, tmp_path):
+    """peft and accelerate ask transformers 5 the deprecated is_gradient_checkpointing: the user must not see it
+    (a fresh process, so no filter set by another test hides a regression)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import warnings
+warnings.simplefilter("default")
+from tests.model.test_emotion_lm import make
+from tests.model.tiny import random_examples
+m = make({str(tiny_dir)!r})
+ex = random_examples(8, m.label_names, {SHAPES!r}, seed=0)
+m.fit(ex, ex, {str(tmp_path / 'run')!r})
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(Path(__file__).parents[2]),
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "is_gradient_checkpointing" not in out.stderr
