@@ -149,6 +149,7 @@ def _eval_run(run_dir: Path, other, name: str, explicit, overrides) -> dict:
     sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
     gold = np.array([mapping.shared.index(model_labels.names[y]) for y in ex.y])
     out = run_dir / name
+    _refuse_other_target(out, other)
     metrics = write_evaluation(out, ex.ids, mapping.shared, sub.astype(np.float32), gold=gold, ece_bins=cfg.eval.ece_bins)
     metrics["mapping"] = mapping.to_json()
     metrics["n_scored"] = len(kept)
@@ -159,6 +160,16 @@ def _eval_run(run_dir: Path, other, name: str, explicit, overrides) -> dict:
         f"UA {metrics['ua']:.3f}, WA {metrics['wa']:.3f}" +
         (f"; left out: {', '.join(f'{k} ({v})' for k, v in mapping.other_left_out.items())}" if mapping.other_left_out else ""))
     return metrics
+
+
+def _refuse_other_target(out: Path, other) -> None:
+    """eval_cross_<manifest stem> of another manifest with the same file name is not overwritten."""
+    done = out / "cross_corpus.json"
+    if done.exists():
+        before = json.loads(done.read_text()).get("manifest")
+        if before and Path(before).resolve() != Path(str(other.path)).resolve():
+            raise EmotuneError(f"{out} holds the evaluation on {before}, another manifest with the same file name "
+                               f"as {other.path}; give that manifest another name (the folder is named after it)")
 
 
 def _source_manifest(cfg):

@@ -129,3 +129,14 @@ def test_the_grid_runs_each_source_and_writes_one_table(corpora):
     (tmp / "bad.yaml").write_text(yaml.safe_dump({**spec, "pairs": [["a_lr", "c"]]}))
     with pytest.raises(EmotuneError, match=r"pair \[a_lr, c\] names an unknown"):
         grid(str(tmp / "bad.yaml"))
+
+
+def test_another_manifest_of_the_same_file_name_does_not_overwrite(corpora, tmp_path):
+    import shutil
+
+    tmp, a, b = corpora
+    (tmp_path / "x").mkdir()
+    shutil.copy(tmp / "b.jsonl", tmp_path / "x" / "b.jsonl")  # same stem, another file
+    eval_cross(str(tmp / "cv_a"), str(tmp / "b.jsonl"))
+    with pytest.raises(EmotuneError, match="another manifest with the same file name"):
+        eval_cross(str(tmp / "cv_a"), str(tmp_path / "x" / "b.jsonl"))
