@@ -34,6 +34,7 @@ REGISTRY = {
     "minilm": "emotune.features.text:MiniLM",
     "fer": "emotune.features.face:FER",
     "fer_image": "emotune.features.face:FERImage",
+    "mobilenet_v2": "emotune.features.imagenet:MobileNetV2Features",
     "hf": "emotune.features.hf:HuggingFace",
 }
 
