@@ -189,6 +189,32 @@ def _trained_classes(run_dir: Path, source, labels: LabelSet) -> set[str]:
     return {c for s in source.samples if s.id in train for c in [labels.to_subset(s.label)] if c is not None}
 
 
+def load_grid_spec(path: Path) -> dict:
+    """A cross-corpus grid file, checked before anything runs: out, sources, targets, pairs (default: all)."""
+    import yaml
+
+    if not path.exists():
+        raise EmotuneError(f"grid file not found: {path}")
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = sorted(set(spec) - {"out", "sources", "targets", "pairs"})
+    if unknown or not spec.get("sources") or not spec.get("targets"):
+        raise EmotuneError(f"{path}: a cross-corpus grid has out, sources, targets and optional pairs"
+                           + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    sources, targets = spec["sources"], spec["targets"]
+    pairs = spec.get("pairs") or [[s, t] for s in sources for t in targets]
+    for s, t in pairs:
+        if s not in sources or t not in targets:
+            raise EmotuneError(f"{path}: pair [{s}, {t}] names an unknown source or target")
+    for name, src in sources.items():
+        if not (src.get("cv_dir") or src.get("config")):
+            raise EmotuneError(f"{path}: source {name} needs cv_dir or config")
+        if src.get("config"):
+            from emotune.config import load_config
+
+            load_config(src["config"], list(src.get("overrides", [])))  # a bad recipe stops here, not mid-grid
+    return {"out": spec.get("out", "runs/cross_corpus"), "sources": sources, "targets": targets, "pairs": pairs}
+
+
 def grid(path: str) -> Path:
     """`emotune cross-corpus GRID.yaml`: every (source, target) pair scored, one table.
 
@@ -196,34 +222,19 @@ def grid(path: str) -> Path:
     `overrides`; skipped fold by fold when done); a target is a manifest. Each row sits beside the source's
     in-corpus figure, the gap that cross-corpus evaluation is about.
     """
-    import yaml
-
     from emotune.experiments.cv import cv
 
     spec_path = Path(path)
-    if not spec_path.exists():
-        raise EmotuneError(f"grid file not found: {spec_path}")
-    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
-    unknown = sorted(set(spec) - {"out", "sources", "targets", "pairs"})
-    if unknown or not spec.get("sources") or not spec.get("targets"):
-        raise EmotuneError(f"{spec_path}: a cross-corpus grid has out, sources, targets and optional pairs"
-                           + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    out = Path(spec.get("out", "runs/cross_corpus"))
-    sources, targets = spec["sources"], spec["targets"]
-    pairs = spec.get("pairs") or [[s, t] for s in sources for t in targets]
-    for s, t in pairs:
-        if s not in sources or t not in targets:
-            raise EmotuneError(f"{spec_path}: pair [{s}, {t}] names an unknown source or target")
+    spec = load_grid_spec(spec_path)
+    out, sources, targets, pairs = Path(spec["out"]), spec["sources"], spec["targets"], spec["pairs"]
     cv_dirs: dict[str, Path] = {}
     for name in dict.fromkeys(s for s, _ in pairs):
         src = sources[name]
         if src.get("cv_dir"):
             cv_dirs[name] = Path(src["cv_dir"])
-        elif src.get("config"):
+        else:
             cv_dirs[name] = Path(src.get("run_dir") or out / name)
             cv(src["config"], [*src.get("overrides", []), f"run_dir={cv_dirs[name]}"])
-        else:
-            raise EmotuneError(f"{spec_path}: source {name} needs cv_dir or config")
     rows = []
     for s, t in pairs:
         summary = eval_cross(str(cv_dirs[s]), str(targets[t]), sources[s].get("map"))
