@@ -296,10 +296,12 @@ def main() -> None:
     args.manifest = args.manifest or f"runs/manifests/{'fer2013' if args.imagenet else 'ravdess'}.jsonl"
     names = [n for n in args.extractors.split(",") if n]
     manifest = read_manifest(ROOT / args.manifest if not Path(args.manifest).is_absolute() else args.manifest)
+    # what every single-measurement mode records about the run
+    header = {"dataset": manifest.dataset, "manifest": args.manifest, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+              "machine": f"{cpu_name()}, {os.cpu_count()} cores", "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+              "load_average": round(os.getloadavg()[0], 1)}
     if args.imagenet:
-        result = {"dataset": manifest.dataset, "manifest": args.manifest, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                  "machine": f"{cpu_name()}, {os.cpu_count()} cores", "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-                  "load_average": round(os.getloadavg()[0], 1)}
+        result = dict(header)
         result["imagenet"] = imagenet(manifest, args.imagenet)
         out = ROOT / "benchmarks" / "results" / "imagenet.json"
         out.write_text(json.dumps(result, indent=1) + "\n")
@@ -308,9 +310,7 @@ def main() -> None:
         print(f"wrote {out.relative_to(ROOT)} and the {IMAGENET} section of BENCHMARKS.md")
         return
     if args.one_pass:
-        result = {"dataset": manifest.dataset, "manifest": args.manifest, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                  "machine": f"{cpu_name()}, {os.cpu_count()} cores", "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-                  "load_average": round(os.getloadavg()[0], 1)}
+        result = dict(header)
         result["one_pass"] = one_pass(manifest, args.one_pass)
         out = ROOT / "benchmarks" / "results" / "whisper_one_pass.json"
         if out.exists() and "old_code_check" in json.loads(out.read_text()):
