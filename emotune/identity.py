@@ -70,6 +70,7 @@ LATER_KEYS = {
     "data.fold_file": lambda keys: keys.get("data.fold_file") is None,
     "data.max_val": lambda keys: keys.get("data.max_val") == 0,
     "model.baseline.refit": lambda keys: keys.get("model.kind") != "baseline_lr" or not keys.get("model.baseline.refit"),
+    "model.lm.reasoning_position": lambda keys: keys.get("model.lm.reasoning_position") == "before_label",
 }
 
 

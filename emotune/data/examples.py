@@ -27,6 +27,7 @@ class Examples:
     y_soft: np.ndarray  # [N, C] soft targets, rows sum to 1 (one-hot when no votes)
     groups: list[Optional[str]] = dataclasses.field(default_factory=list)
     reasoning: Optional[list[str]] = None  # reasoning text per sample (target "reasoning"), "" when none
+    clues: Optional[list[str]] = None  # clues in words per sample (MERR's face/tone/words), "" when none
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -36,7 +37,8 @@ class Examples:
         pick = lambda xs: [xs[i] for i in idx]
         return Examples(pick(self.ids), self.label_names, {k: pick(v) for k, v in self.features.items()},
                         pick(self.texts), pick(self.context), self.y[idx], self.y_multi[idx], self.y_soft[idx],
-                        pick(self.groups) if self.groups else [], pick(self.reasoning) if self.reasoning else None)
+                        pick(self.groups) if self.groups else [], pick(self.reasoning) if self.reasoning else None,
+                        pick(self.clues) if self.clues else None)
 
     def present(self, name: str) -> np.ndarray:
         """[N] bool: which samples have feature `name`."""
@@ -67,6 +69,9 @@ class Examples:
         reasoning = None
         if self.reasoning is not None or other.reasoning is not None:
             reasoning = both(self.reasoning or [""] * len(self), other.reasoning or [""] * len(other))
+        clues = None
+        if self.clues is not None or other.clues is not None:
+            clues = both(self.clues or [""] * len(self), other.clues or [""] * len(other))
         return Examples(
             ids=both(self.ids, other.ids), label_names=self.label_names,
             features={k: both(self.features.get(k, [None] * len(self)), other.features.get(k, [None] * len(other)))
@@ -74,7 +79,15 @@ class Examples:
             texts=both(self.texts, other.texts), context=both(self.context, other.context),
             y=np.concatenate([self.y, other.y]), y_multi=np.concatenate([self.y_multi, other.y_multi]),
             y_soft=np.concatenate([self.y_soft, other.y_soft]),
-            groups=both(self.groups, other.groups) if self.groups and other.groups else [], reasoning=reasoning)
+            groups=both(self.groups, other.groups) if self.groups and other.groups else [], reasoning=reasoning,
+            clues=clues)
+
+
+def words_clue(text: str) -> str:
+    """A transcript as a clue, in the form MERR's clues give the subtitle (the clue text of a sample that
+    has words but no measured clues: MER2023 subtitles, a transcript at prediction time)."""
+    text = " ".join(text.split())
+    return f'Words: "{text}"' if text else ""
 
 
 def dialogue_context(samples: list[Sample], turns: int) -> dict[str, list[str]]:
@@ -101,6 +114,8 @@ def build_examples(samples: list[Sample], ids: list[str], labels: LabelSet,
     `reasoning[id]` the reasoning text of a sample (instruction data), for the reasoning target."""
     by_id = {s.id: s for s in samples}
     context = dialogue_context(samples, context_turns)
+    # Shown where a prompt has {clues}: the dataset's clues in words (MERR), else the words said.
+    clues = [str(by_id[i].meta.get("clues") or "") or words_clue(by_id[i].text or "") for i in ids]
     C = len(labels)
     y = np.full(len(ids), -1, dtype=np.int64)
     y_multi = np.zeros((len(ids), C), dtype=np.float32)
@@ -124,4 +139,5 @@ def build_examples(samples: list[Sample], ids: list[str], labels: LabelSet,
         texts=[by_id[i].text or "" for i in ids], context=[context.get(i, []) for i in ids],
         y=y, y_multi=y_multi, y_soft=y_soft, groups=[by_id[i].group for i in ids],
         reasoning=[reasoning.get(i, "") for i in ids] if reasoning is not None else None,
+        clues=clues if any(clues) else None,
     )

@@ -22,6 +22,9 @@ def register(sub) -> None:
                    help="score: probability of every label (no invalid answers); generate: free text + honest parser")
     p.add_argument("--fold", help="score the test side of another fold of the protocol that has the same training "
                                   "and validation sides (e.g. official_test2 of a run trained on official_test1)")
+    p.add_argument("--reuse", action="store_true",
+                   help="generate mode: judge the texts an earlier generation saved in the same eval folder again "
+                        "(new metrics, no new generation)")
     p.add_argument("--manifest", help="cross-corpus: score on every labelled sample of this other corpus's manifest "
                                       "(classes matched through the label sets' names and aliases)")
     p.add_argument("--map", action="append", default=[], metavar="OTHER=MODEL",
@@ -113,11 +116,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps({k: (v["mean"] if isinstance(v, dict) and "mean" in v else v) for k, v in result.items()
                           if k in ("wa", "ua", "macro_f1", "weighted_f1", "n_scored", "models")}))
         return 0
-    metrics = eval_run(args.run_dir, args.split, args.mode, args.overrides, fold_name=args.fold)
+    metrics = eval_run(args.run_dir, args.split, args.mode, args.overrides, fold_name=args.fold, reuse=args.reuse)
     keys = ("wa", "ua", "macro_f1", "weighted_f1", "invalid", "micro_f1")
     shown = {k: metrics[k] for k in keys if k in metrics}  # strict: an invalid generated answer counts as wrong
     if "lenient" in metrics:
         shown["lenient"] = {k: metrics["lenient"][k] for k in keys if k in metrics["lenient"]}
+    if "reasoning" in metrics:
+        shown["reasoning"] = {k: v for k, v in metrics["reasoning"].items() if not isinstance(v, (dict, list))}
     print(json.dumps(shown))
     return 0
 

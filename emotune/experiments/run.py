@@ -153,19 +153,24 @@ def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -
     sides = [subsample(ids, n, label_of, cfg.seed) if n else ids for ids, n in zip(sides, limits)]
     reasoning = None
     if cfg.data.target == "reasoning":
-        reasoning = read_reasoning(cfg)
+        reasoning = read_reasoning(cfg, samples)
         # Training needs a reasoning text; validation/test are scored on their labels.
         sides[0] = [i for i in sides[0] if reasoning.get(i)]
         if not sides[0]:
-            raise EmotuneError(f"{cfg.data.instructions}: no reasoning record matches a training sample of this fold")
+            raise EmotuneError(f"{cfg.data.instructions or cfg.data.dataset}: no reasoning text matches a training sample of this fold")
     built = [build_examples(samples, ids, labels, feats, cfg.data.context_turns, reasoning) for ids in sides]
     return FoldData(fold, *built)
 
 
-def read_reasoning(cfg: Config) -> dict[str, str]:
-    """sample id → the reasoning answer written by `emotune instruct` (its last assistant turn)."""
+def read_reasoning(cfg: Config, samples: list) -> dict[str, str]:
+    """sample id → its reasoning text: the last assistant turn `emotune instruct` wrote (data.instructions),
+    else the reference reasoning a dataset ships with its samples (meta `reasoning`, e.g. MERR)."""
     if not cfg.data.instructions:
-        raise EmotuneError("data.target=reasoning needs data.instructions (a JSONL written by `emotune instruct`)")
+        found = {s.id: str(s.meta["reasoning"]) for s in samples if str(s.meta.get("reasoning") or "").strip()}
+        if not found:
+            raise EmotuneError("data.target=reasoning needs data.instructions (a JSONL written by `emotune instruct`) "
+                               "or a dataset whose samples carry reference reasoning (e.g. merr)")
+        return found
     path = Path(cfg.data.instructions)
     if not path.exists():
         raise EmotuneError(f"instruction file not found: {path}")
@@ -205,8 +210,21 @@ def load_model(cfg: Config, run_dir: Path):
     return model_class(cfg.model.kind).load(run_dir / "model")
 
 
+def saved_generations(out_dir: Path, ids: list[str]) -> list[str]:
+    """The generated texts an earlier `--mode generate` wrote to out_dir/predictions.jsonl, in `ids` order."""
+    path = Path(out_dir) / "predictions.jsonl"
+    if not path.exists():
+        raise EmotuneError(f"{path}: no saved generations to reuse (run `emotune eval --mode generate` once without --reuse)")
+    raw = {rec.get("id"): rec.get("raw") for _, rec in read_jsonl(path) if isinstance(rec, dict)}
+    missing = [i for i in ids if not isinstance(raw.get(i), str)]
+    if missing:
+        raise EmotuneError(f"{path}: no generated text for {len(missing)} of {len(ids)} samples (first: {missing[0]}); "
+                           f"generate again without --reuse")
+    return [raw[i] for i in ids]
+
+
 def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score", labels=None,
-             thresholds=None) -> dict:
+             thresholds=None, reuse: bool = False) -> dict:
     from emotune.evaluate.writer import write_evaluation
 
     multi = cfg.data.target == "multi"
@@ -214,12 +232,21 @@ def evaluate(cfg: Config, model, ex: Examples, out_dir: Path, mode: str = "score
     if mode == "generate":
         from emotune.evaluate.decode import parse_label, parse_labels
 
-        texts = model.generate(ex)
+        texts = saved_generations(out_dir, ex.ids) if reuse else model.generate(ex)
         parse = parse_labels if multi else parse_label
-        preds = [parse(t, labels) for t in texts]
+        split = getattr(model, "answer_and_reasoning", lambda text: (text, ""))
+        preds = [parse(split(t)[0], labels) for t in texts]
         # Generation gives no class scores: the writer scores the parsed answers, invalid ones counted.
-        return write_evaluation(out_dir, ex.ids, ex.label_names, None, gold=gold, raw_text=texts, preds=preds,
-                                multi=multi, ece_bins=cfg.eval.ece_bins)
+        metrics = write_evaluation(out_dir, ex.ids, ex.label_names, None, gold=gold, raw_text=texts, preds=preds,
+                                   multi=multi, ece_bins=cfg.eval.ece_bins)
+        if cfg.data.target == "reasoning" and ex.reasoning and any(ex.reasoning):
+            from emotune.evaluate.reasoning import judge_reasoning
+
+            gold_names = [ex.label_names[y] if y >= 0 else None for y in ex.y]
+            metrics["reasoning"] = judge_reasoning(out_dir, ex.ids, [split(t)[1] for t in texts],
+                                                   ex.reasoning, ex.clues or [""] * len(ex), gold_names)
+            (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        return metrics
     probs = model.predict_proba(ex)
     return write_evaluation(out_dir, ex.ids, ex.label_names, probs, gold=gold, multi=multi, thresholds=thresholds,
                             ece_bins=cfg.eval.ece_bins)
@@ -332,12 +359,13 @@ def apply_eval_time(cfg: Config, model, ex: Examples) -> Examples:
 
 
 def eval_run(run_dir: str, split: str = "test", mode: str = "score", overrides: list[str] = (),
-             out_name: Optional[str] = None, fold_name: Optional[str] = None) -> dict:
+             out_name: Optional[str] = None, fold_name: Optional[str] = None, reuse: bool = False) -> dict:
     """`emotune eval RUN_DIR`: re-evaluate a trained run on its fold's split, by scoring or by generation.
 
     `overrides` change only evaluation-time settings (eval.*, the LM's eval prompt pool); the trained
     weights are whatever the run saved. `fold_name`: the test side of another fold of the protocol whose
     training and validation sides are the run's own (MER2023's three official test sets: train once).
+    `reuse` (generate mode): judge the texts generated before into the same folder instead of generating again.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
@@ -354,7 +382,9 @@ def eval_run(run_dir: str, split: str = "test", mode: str = "score", overrides: 
     model = load_model(cfg, run_dir)
     ex = apply_eval_time(cfg, model, ex)
     out = run_dir / (out_name or (f"eval_{split}" if mode == "score" else f"eval_{split}_{mode}"))
+    if reuse and mode != "generate":
+        raise EmotuneError("--reuse judges saved generations again: it needs --mode generate")
     metrics = evaluate(cfg, model, ex, out, mode, label_set_for(cfg, manifest),
-                       multi_label_thresholds(cfg, model, data.val, run_dir))
+                       multi_label_thresholds(cfg, model, data.val, run_dir), reuse=reuse)
     log(f"wrote {out}")
     return metrics

@@ -15,13 +15,14 @@ ASR = "asr"
 
 
 def prompt_shows_transcript(cfg) -> bool:
-    """True when the run is the emotion LM and one of its training or evaluation templates has {transcript}."""
+    """True when the run is the emotion LM and one of its training or evaluation templates has {transcript}
+    or {clues} (the words said, for a sample without clues of its own)."""
     if cfg.model.kind != "emotion_lm":
         return False
     from emotune.model.prompt import load_templates
 
     names = list(cfg.model.lm.prompts) + list(cfg.model.lm.eval_prompts)
-    return any("transcript" in {f for _, f, _, _ in string.Formatter().parse(t.user) if f}
+    return any({"transcript", "clues"} & {f for _, f, _, _ in string.Formatter().parse(t.user) if f}
                for t in load_templates(names))
 
 

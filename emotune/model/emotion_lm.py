@@ -89,7 +89,7 @@ class EmotionLM:
             for n in self.inputs
         }
         self.batcher = Batcher(self.tokenizer, self.label_names, self.inputs, self.feature_shapes, cfg.tokens, target,
-                               cfg.max_text_chars, train_cfg.eval_batch_size)
+                               cfg.max_text_chars, train_cfg.eval_batch_size, cfg.reasoning_position)
         lm_weight = max(cfg.lm_loss_weight, 1.0) if target == "reasoning" else cfg.lm_loss_weight
         autocast = "bf16" in self.precision.values()
         seqs, owner = label_spellings(self.tokenizer, self.label_names)
@@ -153,7 +153,7 @@ class EmotionLM:
         self.net.eval()
         with torch.no_grad():
             for t in self.eval_templates:
-                leads = self._generated_reasoning(ex, t) if self.target == "reasoning" else [None] * len(ex)
+                leads = self._generated_reasoning(ex, t) if self.batcher.reasoning_first else [None] * len(ex)
                 rows = [self.batcher.row(ex, i, t, lead=leads[i]) for i in range(len(ex))]
                 for chunk in self.batcher.chunks(rows):
                     logits = self.net.class_logits(self.batcher.collate([rows[i] for i in chunk])).float()
@@ -165,15 +165,36 @@ class EmotionLM:
         """Greedy answers (the assistant's whole turn, answer prefix included) for the first eval template."""
         t = self.eval_templates[0]
         texts = self._generate(ex, t, max_new_tokens or self.cfg.max_new_tokens)
-        return texts if self.target == "reasoning" else [t.answer_prefix + x for x in texts]
+        return texts if self.batcher.reasoning_first else [t.answer_prefix + x for x in texts]
 
-    def _generate(self, ex: Examples, t: Template, max_new_tokens: int) -> list[str]:
+    def answer_and_reasoning(self, text: str) -> tuple[str, str]:
+        """A generated turn split into the part holding the answer and the reasoning (\"\" without one)."""
+        prefix = self.eval_templates[0].answer_prefix
+        if self.target != "reasoning":
+            return text, ""
+        if self.batcher.reasoning_first:
+            return text, text.split(prefix)[0].strip()  # the parser reads what follows the last prefix
+        answer, _, reasoning = text.partition("\n")
+        return answer, reasoning.strip()
+
+    def explain(self, ex: Examples, labels: list[str]) -> list[str]:
+        """The reasoning for each sample, ending in the label given ("...\nEmotion: sad"). Reasoning written
+        before the label is the model's own, and the label was scored after it; reasoning written after the
+        label is generated for the label given, so an explanation never argues for another label."""
+        t = self.eval_templates[0]
+        if self.batcher.reasoning_first:
+            reasons = [self.answer_and_reasoning(x)[1] for x in self.generate(ex)]
+        else:
+            reasons = [x.strip() for x in self._generate(ex, t, self.cfg.max_new_tokens, given=labels)]
+        return [f"{r}\n{t.answer_prefix} {label}" for r, label in zip(reasons, labels)]
+
+    def _generate(self, ex: Examples, t: Template, max_new_tokens: int, given: Optional[list[str]] = None) -> list[str]:
         out: list[str] = [""] * len(ex)
         if len(ex) == 0:
             return out
         self.net.eval()
         base = self.net.base
-        rows = [self.batcher.row(ex, i, t, generating=True) for i in range(len(ex))]
+        rows = [self.batcher.row(ex, i, t, generating=True, given=given[i] if given else None) for i in range(len(ex))]
         tok = self.tokenizer
         with torch.no_grad(), self.net.amp():
             for chunk in self.batcher.chunks(rows):

@@ -32,9 +32,13 @@ class Batcher:
     """Builds rows and batches for a model's label names, inputs and target (no weights here)."""
 
     def __init__(self, tokenizer, label_names: list[str], inputs: list[str], feature_shapes: dict[str, tuple],
-                 tokens: int, target: str, max_text_chars: int, eval_batch_size: int):
+                 tokens: int, target: str, max_text_chars: int, eval_batch_size: int,
+                 reasoning_position: str = "before_label"):
         self.tokenizer, self.label_names, self.inputs = tokenizer, list(label_names), list(inputs)
         self.feature_shapes, self.tokens, self.target = feature_shapes, tokens, target
+        # A reasoning target whose reasoning comes before the label (else the label is scored right after
+        # the prompt, as for a label-only target, and the reasoning follows it).
+        self.reasoning_first = target == "reasoning" and reasoning_position == "before_label"
         self.eval_batch_size = eval_batch_size
         self.renderer = PromptRenderer(tokenizer, self.label_names, self.inputs, target == "multi", max_text_chars)
 
@@ -60,23 +64,32 @@ class Batcher:
         return out
 
     def row(self, ex: Examples, i: int, t: Template, keep: Optional[set] = None, lead: Optional[str] = None,
-            answer: Optional[str] = None, generating: bool = False) -> Row:
-        """One sample's ids: the prompt, for a reasoning target followed by `lead` (the reasoning) and the
-        answer prefix; then, when training, `answer` (label or label list) and the end-of-turn token.
+            answer: Optional[str] = None, generating: bool = False, given: Optional[str] = None) -> Row:
+        """One sample's ids: the prompt up to the answer prefix — for a reasoning-first target the prompt,
+        `lead` (the reasoning) and then the answer prefix; when training, `answer` (label or label list),
+        for a reasoning-after-label target a line break and `lead`, and the end-of-turn token.
         `keep` limits the inputs shown (modality dropout): the others read as missing. `generating`: the
-        prompt as free generation starts from it (a reasoning model writes its reasoning itself)."""
+        prompt as free generation starts from it (a reasoning-first model writes its reasoning itself);
+        `given`: a label already answered, after which a reasoning-after-label model explains it."""
         feats = self.features(ex, i, keep)
         n_tokens = {n: self.n_tokens(n, a) for n, a in feats.items()}
-        reasoning = self.target == "reasoning"
-        r = self.renderer.render(t, n_tokens, ex.texts[i], tuple(ex.context[i]), assistant_open=not reasoning)
+        clues = ex.clues[i] if ex.clues else ""
+        r = self.renderer.render(t, n_tokens, ex.texts[i], tuple(ex.context[i]), assistant_open=not self.reasoning_first,
+                                 clues=clues)
         ids = list(r.ids)
-        if reasoning and not generating:
+        encode = lambda text: self.tokenizer(text, add_special_tokens=False).input_ids
+        if self.reasoning_first and not generating:
             # The assistant turn is: reasoning, a line break, the answer prefix, then the label.
-            ids += self.tokenizer((lead or "").strip() + "\n" + t.answer_prefix, add_special_tokens=False).input_ids
+            ids += encode((lead or "").strip() + "\n" + t.answer_prefix)
+        if given is not None:
+            ids += encode(" " + given) + encode("\n")
         row = Row(ids, r.slots, score_at=len(ids) - 1, answer_start=len(ids), features=feats)
         if answer is not None:
             row.answer_start = len(r.ids)  # for reasoning, the loss covers the reasoning text too
-            row.ids = ids + self.tokenizer(" " + answer, add_special_tokens=False).input_ids + [self.tokenizer.eos_token_id]
+            tail = encode(" " + answer)
+            if self.target == "reasoning" and not self.reasoning_first:
+                tail += encode("\n" + (lead or "").strip())
+            row.ids = ids + tail + [self.tokenizer.eos_token_id]
         return row
 
     def collate(self, rows: list[Row], targets=None, share_prefix: bool = True, left_pad: bool = False) -> Batch:

@@ -40,9 +40,18 @@ class LMConfig:
     # the closed-set loss over the label tokens; > 0 keeps free generation answering with labels.
     lm_loss_weight: float = 0.1
     max_new_tokens: int = 16  # generation (raise it for reasoning targets)
+    # Reasoning target: where the label goes. before_label (Emotion-LLaMA's order): the model writes its
+    # reasoning, then "Emotion: <label>", and the label is scored after that reasoning. after_label: the
+    # label is scored straight after the prompt, as in a label-only model, and the reasoning follows it
+    # (an explanation is then written for the label given).
+    reasoning_position: Literal["before_label", "after_label"] = "before_label"
     # Attention kernel. "auto": plain matmul attention on CPU (for ~50-150-token prompts its backward
     # is ~4x cheaper there than the fused SDPA kernel), SDPA on GPUs.
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
     def __post_init__(self) -> None:
         check_ranges(self, {"projector_hidden": ">=1", "tokens": ">=1", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})
+        if self.reasoning_position not in ("before_label", "after_label"):
+            from emotune.errors import EmotuneError
+
+            raise EmotuneError(f"model.lm.reasoning_position must be before_label or after_label, got {self.reasoning_position!r}")

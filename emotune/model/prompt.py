@@ -23,7 +23,7 @@ import yaml
 from emotune.errors import EmotuneError
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-SLOTS = {"inputs", "context", "transcript", "labels", "choose"}
+SLOTS = {"inputs", "clues", "context", "transcript", "labels", "choose"}
 _MARK = re.compile("\ue000([^\ue001]+)\ue001")
 
 # Human words for common extractor names, so the prompt says what a line of tokens is.
@@ -128,7 +128,7 @@ class PromptRenderer:
         self._memo: dict[tuple, Rendered] = {}
 
     def text(self, t: Template, n_tokens: dict[str, int], transcript: str, context: tuple[str, ...],
-             assistant_open: bool = True) -> str:
+             assistant_open: bool = True, clues: str = "") -> str:
         """The rendered prompt with slot markers (each marker stands for n placeholder tokens)."""
         lines = []
         for name in self.inputs:
@@ -140,18 +140,20 @@ class PromptRenderer:
             turns = "\n".join(_cut(c, self.max_chars) for c in context)
             context_text = f"Earlier in the conversation:\n{turns}\n"
         transcript_text = f'The person says: "{_cut(transcript, self.max_chars)}"\n' if transcript.strip() else ""
-        user = t.user.format(inputs="".join(lines), context=context_text, transcript=transcript_text,
+        # Clues in words (MERR: face, action units, tone, subtitle) are longer than one transcript.
+        clues_text = f"Observed cues: {_cut(clues, 4 * self.max_chars)}\n" if clues.strip() else ""
+        user = t.user.format(inputs="".join(lines), clues=clues_text, context=context_text, transcript=transcript_text,
                              labels=self.labels, choose=self.choose)
         messages = ([{"role": "system", "content": t.system}] if t.system else []) + [{"role": "user", "content": user}]
         rendered = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return rendered + (t.answer_prefix if assistant_open else "")
 
     def render(self, t: Template, n_tokens: dict[str, int], transcript: str, context: tuple[str, ...],
-               assistant_open: bool = True) -> Rendered:
-        key = (t, tuple(sorted(n_tokens.items())), transcript, context, assistant_open)
+               assistant_open: bool = True, clues: str = "") -> Rendered:
+        key = (t, tuple(sorted(n_tokens.items())), transcript, context, assistant_open, clues)
         hit = self._memo.get(key)
         if hit is None:
-            hit = self._memo[key] = self._tokenize(self.text(t, n_tokens, transcript, context, assistant_open))
+            hit = self._memo[key] = self._tokenize(self.text(t, n_tokens, transcript, context, assistant_open, clues))
         return hit
 
     def _tokenize(self, text: str) -> Rendered:

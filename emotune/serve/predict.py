@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from emotune.data.examples import Examples
+from emotune.data.examples import Examples, words_clue
 from emotune.data.sample import Sample
 from emotune.errors import EmotuneError
 from emotune.serve.duration import check_duration
@@ -185,7 +185,8 @@ class Predictor:
         feats = {name: feats.get(name) for name in self.inputs}  # inputs dropped at test time stay missing
         ex = Examples(ids=[INPUT_ID], label_names=self.label_names, features={k: [v] for k, v in feats.items()},
                       texts=[text or ""], context=[[]], y=np.full(1, -1, dtype=np.int64),
-                      y_multi=np.zeros((1, C), np.float32), y_soft=np.zeros((1, C), np.float32), groups=[None])
+                      y_multi=np.zeros((1, C), np.float32), y_soft=np.zeros((1, C), np.float32), groups=[None],
+                      clues=[words_clue(text or "")])
         with self._model_lock:
             return apply_eval_time(self.cfg, self.model, ex)  # the run's own test-time settings (dropped inputs...)
 
@@ -215,7 +216,8 @@ class Predictor:
         for u in used:
             feats = {k: ([None] if k in u["features"] else v) for k, v in ex.features.items()}
             texts = [""] if u["input"] == "text" else ex.texts
-            without = self._proba(dataclasses.replace(ex, features=feats, texts=texts))
+            clues = [""] if u["input"] == "text" else ex.clues
+            without = self._proba(dataclasses.replace(ex, features=feats, texts=texts, clues=clues))
             out[u["input"]] = {"features": u["features"], **({"transcript": True} if u["input"] == "text" else {}),
                                **self._verdict(without), "drop": float(probs[top] - without[top])}
         return out
@@ -235,15 +237,12 @@ class Predictor:
         return str(path)
 
     def _explain(self, ex: Examples, label: Optional[str]) -> Optional[str]:
-        """The reasoning the model writes, ending in the label it was scored to give (the scores are read
-        after that same reasoning, so the two cannot disagree)."""
+        """The reasoning the model writes, ending in the label it returned (EmotionLM.explain: scored after
+        that same reasoning, or the reasoning written for that label)."""
         if not self.can_explain:
             return None
         with self._model_lock:
-            text = str(self.model.generate(ex)[0]).strip()
-            prefix = self.model.eval_templates[0].answer_prefix
-        reasoning = text.split(prefix)[0].strip()
-        return f"{reasoning}\n{prefix} {label}" if label else reasoning
+            return self.model.explain(ex, [label])[0]
 
 
 _face_numbers = itertools.count(1)

@@ -25,12 +25,13 @@ def reads_text(cfg) -> bool:
 
 
 def prompt_shows_transcript(cfg) -> bool:
-    """Whether any of the LM's evaluation templates places the {transcript} slot."""
+    """Whether any of the LM's evaluation templates places the {transcript} slot, or {clues}, which holds
+    the words said when a sample has no clues of its own."""
     from emotune.model.prompt import load_templates
 
     lm = cfg.model.lm
     for template in load_templates(lm.eval_prompts or lm.prompts):
-        if any(field == "transcript" for _, field, _, _ in string.Formatter().parse(template.user)):
+        if any(field in ("transcript", "clues") for _, field, _, _ in string.Formatter().parse(template.user)):
             return True
     return False
 

@@ -38,5 +38,5 @@ def test_reasoning_joins_by_sample_id(tmp_path):
 
 def test_no_matching_reasoning_is_a_clear_error(tmp_path):
     cfg, fold = setup(tmp_path, [record("other", "reasoning", "x")])
-    with pytest.raises(EmotuneError, match="no reasoning record matches"):
+    with pytest.raises(EmotuneError, match="no reasoning text matches"):
         fold_data(cfg, ensure_manifest(cfg), fold, {}, {})
