@@ -258,7 +258,7 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
                                    label="Probability per class", elem_id="out-chart")
                 used = gr.Markdown(elem_id="out-used")
                 # A face or transcript the model does not read is not shown at all.
-                face = gr.Image(label="Face the model read (peak frame)", interactive=False, elem_id="out-face",
+                face = gr.Image(label="Face the model read (a video's peak frame, or the image)", interactive=False, elem_id="out-face",
                                 visible=info["reads_face"])
                 transcript = gr.Textbox(label="Transcript the model read", interactive=False, elem_id="out-transcript",
                                         visible=info["reads_text"])

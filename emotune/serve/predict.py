@@ -150,7 +150,7 @@ class Predictor:
             "missing": missing,
             "transcript": transcript if text_used else None,
             "transcript_source": got["text_source"] if text_used else None,
-            "face": self._save_face(got["crops"].get("peak"), face_dir) if "face" in self.read else None,
+            "face": self._save_face(self._face_read(got, inputs), face_dir) if "face" in self.read else None,
             "contributions": self._contributions(ex, probs, used),
             "duration_s": None if duration is None else round(duration, 3),
             "run": {"dir": str(self.run_dir), "name": self.cfg.name, "kind": self.cfg.model.kind},
@@ -221,6 +221,17 @@ class Predictor:
             out[u["input"]] = {"features": u["features"], **({"transcript": True} if u["input"] == "text" else {}),
                                **self._verdict(without), "drop": float(probs[top] - without[top])}
         return out
+
+    @staticmethod
+    def _face_read(got: dict, inputs: Inputs) -> Optional[np.ndarray]:
+        """The face the extractor read: a video's peak-frame crop; for an image, the image itself (image
+        face encoders read the whole image as the face, so no crop comes back)."""
+        crop = got["crops"].get("peak")
+        if crop is None and inputs.image and not inputs.video:
+            import cv2
+
+            crop = cv2.imread(str(inputs.image))
+        return crop
 
     def _save_face(self, crop: Optional[np.ndarray], face_dir) -> Optional[str]:
         """The face the model read (the face extractor's peak crop), written only where the caller asks:

@@ -76,8 +76,9 @@ def test_explain_on_real_clips_ends_in_the_returned_label(merr_run):
     from emotune.serve.predict import predict
     from tests.serve.conftest import mer_examples, ravdess_clips
 
-    mer = next(m for m in mer_examples() if m["subtitle"])
-    for kwargs in ({"video": mer["path"], "text": mer["subtitle"]}, {"audio": ravdess_clips(actor=3, count=1)[0]}):
+    clips = [{"video": m["path"], "text": m["subtitle"]} for m in mer_examples() if m["subtitle"]]
+    assert clips
+    for kwargs in [*clips, {"audio": ravdess_clips(actor=3, count=1)[0]}]:  # the RAVDESS words come from Whisper
         result = predict(merr_run, explain=True, **kwargs)
         assert result["explanation"].splitlines()[-1] == f"Emotion: {result['label']}"
         text = next(u for u in result["used"] if u["input"] == "text")

@@ -3,8 +3,10 @@
 `serve_run` is a logistic-regression baseline on eGeMAPS (audio) + MiniLM (text), trained on the first
 repetition of two RAVDESS actors (60 clips), so it takes seconds: what these tests check is the path from
 raw media to a prediction, not accuracy. `audio_run` is the same on eGeMAPS alone (a model that reads no
-text), `lm_run` an emotion LM on a tiny random backbone that reads text only through its prompt. Their
-features land in the session's EMOTUNE_CACHE (reused across sessions when the caller sets one).
+text), `lm_run` an emotion LM on a tiny random backbone that reads text only through its prompt.
+`image_run` is a visual run: the same baseline on `fer_image` (the FER mini-Xception on a whole face
+image), trained on a small stratified part of FER2013's official split. Their features land in the
+session's EMOTUNE_CACHE (reused across sessions when the caller sets one).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import yaml
 from tests.conftest import data_dir
 
 ACTORS = ("actor01", "actor02")
+# image_run's FER2013 subset: the first images (by id) of each class per split; the rest of PrivateTest is unseen.
+FER_PER_CLASS = {"train": 20, "dev": 3, "test": 3}
 MAX_UPLOAD_MB = 2  # the MER2023 example clips are all below 1 MB
 
 
@@ -73,6 +77,46 @@ def lm_run(serve_run, tmp_path_factory) -> Path:
         "model.kind=emotion_lm", "model.inputs=[egemaps]", f"model.lm.backbone={backbone}", "model.lm.dtype=fp32",
         "model.lm.projector=linear", "train.epochs=1", "train.bf16=false", "train.progress=false", "name=serve_lm",
         f"run_dir={tmp / 'run'}"])
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory, emotune_cache) -> Path:
+    """Logistic regression on `fer_image` over FER_PER_CLASS images per class and split (182 images):
+    a model that reads faces (from an image or a video's frames) and nothing else."""
+    from emotune.data.prepare import prepare
+    from emotune.data.sample import read_manifest, write_manifest
+    from emotune.experiments.run import train
+
+    root = data_dir("fer2013")
+    tmp = tmp_path_factory.mktemp("image_run")
+    prepare("fer2013", root, tmp / "all.jsonl", log=lambda *a: None)
+    full = read_manifest(tmp / "all.jsonl")
+    keep, taken = [], {}
+    for s in sorted(full.samples, key=lambda s: s.id):
+        key = (s.split, s.label)
+        if taken.get(key, 0) < FER_PER_CLASS[s.split]:
+            taken[key] = taken.get(key, 0) + 1
+            keep.append(s)
+    write_manifest(tmp / "small.jsonl", "fer2013", root, full.label_set, full.subset, keep)
+    recipe = {
+        "name": "serve_image_test",
+        "run_dir": str(tmp / "run"),
+        "data": {"dataset": "fer2013", "root": str(root), "manifest": str(tmp / "small.jsonl"), "protocol": "official"},
+        "features": {"cache_dir": str(emotune_cache / "features")},
+        "model": {"kind": "baseline_lr", "inputs": ["fer_image"]},
+    }
+    (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return train(str(tmp / "recipe.yaml"), ["model.baseline.C_grid=[0.1]"])
+
+
+def fer_test_image(run_dir: Path, label: str) -> Path:
+    """A FER2013 PrivateTest image of `label` that the run's manifest does not hold (never trained or tested on)."""
+    from emotune.data.sample import read_manifest
+
+    used = {s.image for s in read_manifest(run_dir.parent / "small.jsonl").samples}
+    root = data_dir("fer2013")
+    return next(p for p in sorted((root / "test" / label).glob("PrivateTest_*.jpg"))
+                if str(p.relative_to(root)) not in used)
 
 
 def start_serve(run_dir: Path, log: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
@@ -179,5 +223,14 @@ def demo_server(serve_run, tmp_path_factory):
     if examples:
         args += ["--examples", str(Path(examples) / "mer2023_examples")]
     server = start_demo(serve_run, tmp_path_factory.mktemp("demo_server") / "server.log", *args)
+    yield server
+    stop(server["proc"])
+
+
+@pytest.fixture(scope="session")
+def image_demo(image_run, tmp_path_factory):
+    """`emotune demo` on the face-reading run; yields {"url", "proc", "log", "port"}, stops it after the session."""
+    server = start_demo(image_run, tmp_path_factory.mktemp("image_demo") / "server.log",
+                        "--max-upload-mb", str(MAX_UPLOAD_MB), "--concurrency", "2", "--queue-size", "32")
     yield server
     stop(server["proc"])

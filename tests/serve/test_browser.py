@@ -1,4 +1,5 @@
-"""A real browser (Debian's Chromium driven by Playwright) uploads a clip to `emotune demo` and reads the result."""
+"""A real browser (Debian's Chromium driven by Playwright) uploads a clip, or a face image, to `emotune demo`
+and reads the result."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.serve.conftest import mer_examples
+from tests.serve.conftest import fer_test_image, mer_examples
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +74,38 @@ def test_upload_a_clip_and_see_the_emotion_and_chart(demo_server, serve_run, bro
     toast.wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "demo_error.png"), full_page=True)
     assert demo_server["proc"].poll() is None
+
+
+def test_upload_an_image_and_see_the_emotion_and_chart(image_demo, image_run, browser, tmp_path):
+    from emotune.serve.predict import load_predictor
+
+    labels = load_predictor(image_run).label_names
+    image = fer_test_image(image_run, "happy")  # a real PrivateTest face (48x48 grayscale JPEG) the run never saw
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(image_demo["url"], wait_until="domcontentloaded")
+
+    page.locator("#in-image input[type=file]").set_input_files(str(image))
+    page.locator("#in-image img").wait_for(timeout=30_000)  # the upload finished: the preview shows the face
+    page.locator("#analyse").click()
+
+    heading = page.locator("#out-label h2")
+    heading.wait_for(timeout=120_000)
+    bars = page.locator("#out-chart .mark-rect path")
+    bars.first.wait_for(state="attached", timeout=30_000)  # a bar near 0 has no height: "hidden" to Playwright
+    label = heading.inner_text().strip()
+    assert label in labels
+    assert bars.count() == len(labels) == 7
+    used = page.locator("#out-used")
+    used.get_by_text("Used by the model").wait_for(timeout=30_000)
+    assert "face from the image (read by fer_image)" in used.inner_text()
+    assert "not used by this model" not in used.inner_text()  # the image was the only input, and it was read
+    assert "face" in page.locator("#out-contrib").inner_text()
+    # The run reads faces: the panel shows the face it read (for an image, the image itself); it reads no
+    # text, so no transcript panel.
+    page.locator("#out-face img").wait_for(timeout=30_000)
+    assert not page.locator("#out-transcript").is_visible()
+    page.screenshot(path=str(tmp_path / "demo_image.png"), full_page=True)
+    assert (tmp_path / "demo_image.png").stat().st_size > 10_000
+    assert not errors, errors
