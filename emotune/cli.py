@@ -22,6 +22,7 @@ VERB_MODULES = (
     "emotune.data.cli",
     "emotune.features.cli",
     "emotune.experiments.cli",
+    "emotune.experiments.combine",
     "emotune.serve.predict_cli",
     "emotune.serve.cli",
     "emotune.instruct.cli",

@@ -19,7 +19,8 @@ Target = Literal["single", "multi", "soft", "reasoning"]
 Protocol = Literal["group_kfold", "logo", "official", "stratified_kfold", "fold_file", "emobox"]
 # Remedies for unbalanced classes (focal needs a gradient-trained model).
 Imbalance = Literal["none", "class_weights", "balanced_sampler", "focal"]
-ModelKind = Literal["baseline_lr", "baseline_mlp", "emotion_lm"]
+# late_fusion: trained runs read together (`emotune combine`), never trained itself.
+ModelKind = Literal["baseline_lr", "baseline_mlp", "emotion_lm", "late_fusion"]
 
 TARGETS: tuple[str, ...] = get_args(Target)
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)

@@ -36,14 +36,16 @@ def parse_maps(items: list[str]) -> dict[str, str]:
     return out
 
 
-def map_classes(model: LabelSet, other: LabelSet, explicit: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """Other corpus class → model class, for every class of `other` that has a counterpart."""
+def map_classes(model: LabelSet, other: LabelSet, explicit: Optional[dict[str, str]] = None,
+                sides: tuple[str, str] = ("the other corpus", "the model")) -> dict[str, str]:
+    """Other corpus class → model class, for every class of `other` that has a counterpart. `sides` names
+    the two in errors (`emotune combine` maps a member run's classes onto a fused label set)."""
     explicit = dict(explicit or {})
     for o, m in explicit.items():
         if o not in other.names:
-            raise EmotuneError(f"--map {o}={m}: '{o}' is not a class of the other corpus ({', '.join(other.names)})")
+            raise EmotuneError(f"--map {o}={m}: '{o}' is not a class of {sides[0]} ({', '.join(other.names)})")
         if m not in model.names:
-            raise EmotuneError(f"--map {o}={m}: '{m}' is not a class of the model ({', '.join(model.names)})")
+            raise EmotuneError(f"--map {o}={m}: '{m}' is not a class of {sides[1]} ({', '.join(model.names)})")
     out = {}
     for o in other.names:
         if o in explicit:

@@ -43,6 +43,9 @@ def log(msg: str, result: bool = False) -> None:
 
 def ensure_manifest(cfg: Config) -> Manifest:
     """Read the recipe's manifest, preparing it from the dataset root first if it does not exist yet."""
+    if cfg.model.kind == "late_fusion":
+        raise EmotuneError("a late_fusion run has no data of its own to train or evaluate on: `emotune combine` "
+                           "makes it from trained runs, and predict / demo / serve read it")
     path = Path(cfg.data.manifest_path())
     if not path.exists():
         from emotune.data.prepare import prepare

@@ -9,6 +9,7 @@ KINDS = {
     "baseline_lr": "emotune.model.baseline_lr:LogisticBaseline",
     "baseline_mlp": "emotune.model.baseline_mlp:MLPBaseline",
     "emotion_lm": "emotune.model.emotion_lm:EmotionLM",
+    "late_fusion": "emotune.model.late_fusion:LateFusion",
 }
 
 
