@@ -227,6 +227,8 @@ def build_app(run_dir: str | Path, max_upload_mb: float = 50, examples_dir: Opti
         contrib = pd.DataFrame(rows, columns=["left out", "features", "prediction", f"p({result['label']})", "drop"])
         explanation = result.get("explanation") or ("" if info["explains"] else
                                                      predictor.why_no_explanation[0].upper() + predictor.why_no_explanation[1:] + ".")
+        if result.get("explanation_unsupported"):
+            explanation += "\n(Not in the model's inputs: " + "; ".join(c["text"] for c in result["explanation_unsupported"]) + ")"
         transcript = ""
         if result["transcript"]:
             transcript = result["transcript"] + (" (Whisper ASR)" if result["transcript_source"] == "asr" else "")

@@ -159,6 +159,8 @@ class Predictor:
             result["explanation"] = self._explain(ex, result["label"])
             if result["explanation"] is None:
                 result["explanation_note"] = self.why_no_explanation
+            else:
+                result["explanation_unsupported"] = unsupported_claims(result["explanation"], ex.clues[0] if ex.clues else "")
         return result
 
     def _duration(self, inputs: Inputs) -> Optional[float]:
@@ -254,6 +256,15 @@ class Predictor:
             return None
         with self._model_lock:
             return self.model.explain(ex, [label])[0]
+
+
+def unsupported_claims(explanation: str, clues: str) -> list[dict]:
+    """What an explanation asserts (action units, facial movements, tones, quotes) that the model was not
+    given: a reasoning model trained with face and voice clues may describe a face it never saw when only
+    the words reach it. Shown beside the explanation so a reader knows which parts are invented."""
+    from emotune.evaluate.faithfulness import check
+
+    return [{"kind": a.kind, "text": a.text} for a in check(explanation, clues)["unsupported"]]
 
 
 _face_numbers = itertools.count(1)

@@ -134,3 +134,10 @@ def test_reference_reasoning_is_faithful_to_its_own_clues_not_a_neighbours():
     assert shifted["hallucination_rate"] > 0.4
     for kind in ("au", "face", "tone", "quote"):
         assert own["by_kind"][kind]["rate"] < shifted["by_kind"][kind]["rate"] / 3, kind
+
+
+def test_predict_flags_what_an_explanation_invents():
+    from emotune.serve.predict import unsupported_claims
+
+    claims = unsupported_claims('He smiles and speaks in a cheerful tone: "I got it".', 'Words: "I got it!"')
+    assert {c["kind"] for c in claims} == {"face", "tone"}  # the words were given; face and tone were not

@@ -81,6 +81,7 @@ def test_explain_on_real_clips_ends_in_the_returned_label(merr_run):
     for kwargs in [*clips, {"audio": ravdess_clips(actor=3, count=1)[0]}]:  # the RAVDESS words come from Whisper
         result = predict(merr_run, explain=True, **kwargs)
         assert result["explanation"].splitlines()[-1] == f"Emotion: {result['label']}"
+        assert isinstance(result["explanation_unsupported"], list)
         text = next(u for u in result["used"] if u["input"] == "text")
         assert text["in_prompt"] and result["transcript"]  # the words reach the model as its clue
 
