@@ -27,6 +27,15 @@ def browser():
         b.close()
 
 
+def wait_for_result(page) -> tuple[str, int]:
+    """The predicted label's heading and the number of bars, once the result is on the page."""
+    heading = page.locator("#out-label h2")
+    heading.wait_for(timeout=120_000)
+    bars = page.locator("#out-chart .mark-rect path")
+    bars.first.wait_for(state="attached", timeout=30_000)  # a bar near 0 has no height: "hidden" to Playwright
+    return heading.inner_text().strip(), bars.count()
+
+
 def test_upload_a_clip_and_see_the_emotion_and_chart(demo_server, serve_run, browser, tmp_path):
     from emotune.serve.predict import load_predictor
 
@@ -43,13 +52,9 @@ def test_upload_a_clip_and_see_the_emotion_and_chart(demo_server, serve_run, bro
     page.locator("#analyse").click()
 
     # The predicted label, the bars (one Vega rect mark per class) and the inputs the model used appear.
-    heading = page.locator("#out-label h2")
-    heading.wait_for(timeout=120_000)
-    bars = page.locator("#out-chart .mark-rect path")
-    bars.first.wait_for(state="attached", timeout=30_000)  # a bar near 0 has no height: "hidden" to Playwright
-    label = heading.inner_text().strip()
+    label, bars = wait_for_result(page)
     assert label in labels
-    assert bars.count() == len(labels)
+    assert bars == len(labels)
     assert page.locator("#out-transcript textarea").input_value() == clip["subtitle"]
     contrib = page.locator("#out-contrib").inner_text()
     assert "audio" in contrib and "text" in contrib
@@ -90,13 +95,9 @@ def test_upload_an_image_and_see_the_emotion_and_chart(image_demo, image_run, br
     page.locator("#in-image img").wait_for(timeout=30_000)  # the upload finished: the preview shows the face
     page.locator("#analyse").click()
 
-    heading = page.locator("#out-label h2")
-    heading.wait_for(timeout=120_000)
-    bars = page.locator("#out-chart .mark-rect path")
-    bars.first.wait_for(state="attached", timeout=30_000)  # a bar near 0 has no height: "hidden" to Playwright
-    label = heading.inner_text().strip()
+    label, bars = wait_for_result(page)
     assert label in labels
-    assert bars.count() == len(labels) == 7
+    assert bars == len(labels) == 7
     used = page.locator("#out-used")
     used.get_by_text("Used by the model").wait_for(timeout=30_000)
     assert "face from the image (read by fer_image)" in used.inner_text()
