@@ -128,3 +128,19 @@ def test_a_key_added_later_with_its_old_behaviour_is_the_same_run(tmp_path):
     off = make_identity(load_config("configs/quickstart.yaml", [f"data.manifest={tmp_path}/m.jsonl", "model.kind=baseline_lr",
                                                                 "model.baseline.refit=false"]))
     assert check_or_claim(run, off, write=False)
+
+
+def test_reasoning_position_added_later_keeps_old_reasoning_runs(tmp_path):
+    """Reasoning runs made before model.lm.reasoning_position existed wrote the reasoning first."""
+    from emotune.identity import check_or_claim, digest, make_identity
+
+    lm = make_identity(load_config("configs/merr_reasoning.yaml", [f"data.manifest={tmp_path}/m.jsonl"]))
+    older = {k: v for k, v in lm["config"].items() if k != "model.lm.reasoning_position"}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "identity.json").write_text(json.dumps({**lm, "config": older, "config_hash": digest(older)}))
+    assert check_or_claim(run, lm, write=False)
+    after = make_identity(load_config("configs/merr_reasoning.yaml", [f"data.manifest={tmp_path}/m.jsonl",
+                                                                      "model.lm.reasoning_position=after_label"]))
+    with pytest.raises(EmotuneError, match="reasoning_position"):
+        check_or_claim(run, after, write=False)
