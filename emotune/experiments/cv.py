@@ -19,7 +19,7 @@ import numpy as np
 
 from emotune.config import Config, load_config, save_config
 from emotune.experiments.executor import ExecutorOptions, Job, run_jobs
-from emotune.experiments.run import ensure_manifest, folds_for, load_inputs, log
+from emotune.experiments.run import ensure_manifest, folds_for, load_inputs, log, refuse_late_fusion
 from emotune.identity import check_or_claim, make_identity
 
 SUMMARY_METRICS = ("wa", "ua", "macro_f1", "weighted_f1")
@@ -141,6 +141,7 @@ def format_summary(summary: dict) -> str:
 def cv(config: str, overrides: list[str], opts: ExecutorOptions = ExecutorOptions()) -> dict:
     """`emotune cv CONFIG`: every fold from the same start, resumable, then the summary."""
     cfg = load_config(config, overrides)
+    refuse_late_fusion(cfg)
     out_dir = cfg.resolved_run_dir()
     ensure_manifest(cfg)
     # The CV folder is claimed by this config (every fold's own settings but the fold index).

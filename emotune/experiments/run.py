@@ -43,9 +43,6 @@ def log(msg: str, result: bool = False) -> None:
 
 def ensure_manifest(cfg: Config) -> Manifest:
     """Read the recipe's manifest, preparing it from the dataset root first if it does not exist yet."""
-    if cfg.model.kind == "late_fusion":
-        raise EmotuneError("a late_fusion run has no data of its own to train or evaluate on: `emotune combine` "
-                           "makes it from trained runs, and predict / demo / serve read it")
     path = Path(cfg.data.manifest_path())
     if not path.exists():
         from emotune.data.prepare import prepare
@@ -56,6 +53,13 @@ def ensure_manifest(cfg: Config) -> Manifest:
             options["label_set"] = cfg.data.label_set
         prepare(cfg.data.dataset, cfg.data.root, path, options, log=log)  # recorded as given (survives a move)
     return read_manifest(path)
+
+
+def refuse_late_fusion(cfg: Config) -> None:
+    """train / cv / eval: a late fusion has no data of its own and nothing to train."""
+    if cfg.model.kind == "late_fusion":
+        raise EmotuneError("a late_fusion run has no data of its own to train or evaluate on: `emotune combine` "
+                           "makes it from trained runs, and predict / demo / serve read it")
 
 
 def label_set_for(cfg: Config, manifest: Manifest):
@@ -322,6 +326,7 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
 def train(config: str, overrides: list[str]) -> Path:
     """`emotune train CONFIG`: one fold (data.fold) into run_dir."""
     cfg = load_config(config, overrides)
+    refuse_late_fusion(cfg)
     manifest = ensure_manifest(cfg)
     folds = folds_for(cfg, manifest)
     try:
@@ -374,6 +379,7 @@ def eval_run(run_dir: str, split: str = "test", mode: str = "score", overrides: 
     if not (run_dir / "config.yaml").exists():
         raise EmotuneError(f"{run_dir}: not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml", list(overrides))
+    refuse_late_fusion(cfg)
     fold = Fold.load(run_dir / "fold.json")
     manifest = ensure_manifest(cfg)
     if fold_name and fold_name != fold.name:

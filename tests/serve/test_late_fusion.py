@@ -133,7 +133,11 @@ def test_the_combine_verb_writes_a_run_directory(audio_run, image_run, tmp_path)
 
 
 def test_a_fusion_recipe_is_not_trained(fusion, tmp_path):
-    from emotune.experiments.run import train
+    from emotune.experiments.cv import cv
+    from emotune.experiments.run import eval_run, train
 
-    with pytest.raises(EmotuneError, match="emotune combine"):
-        train(str(fusion / "config.yaml"), [f"run_dir={tmp_path / 'x'}"])
+    for attempt in (lambda: train(str(fusion / "config.yaml"), [f"run_dir={tmp_path / 'x'}"]),
+                    lambda: cv(str(fusion / "config.yaml"), [f"run_dir={tmp_path / 'y'}"]),
+                    lambda: eval_run(str(fusion))):
+        with pytest.raises(EmotuneError, match="emotune combine"):
+            attempt()
