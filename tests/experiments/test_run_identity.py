@@ -103,16 +103,23 @@ def test_out_of_range_setting_in_a_file_names_the_file(tmp_path):
         load_config(bad)
 
 
+def folder_made_before(run, identity: dict, key: str):
+    """A run folder whose identity was written before config key `key` existed."""
+    from emotune.identity import digest
+
+    older = {k: v for k, v in identity["config"].items() if k != key}
+    run.mkdir()
+    (run / "identity.json").write_text(json.dumps({**identity, "config": older, "config_hash": digest(older)}))
+    return run
+
+
 def test_a_key_added_later_with_its_old_behaviour_is_the_same_run(tmp_path):
     """A folder made before data.fold_file existed is still this config's folder; a changed value is not."""
     from emotune.identity import check_or_claim, digest, make_identity
 
     cfg = load_config("configs/quickstart.yaml", [f"data.manifest={tmp_path}/m.jsonl"])
     identity = make_identity(cfg)
-    older = {k: v for k, v in identity["config"].items() if k != "data.fold_file"}
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "identity.json").write_text(json.dumps({**identity, "config": older, "config_hash": digest(older)}))
+    run = folder_made_before(tmp_path / "run", identity, "data.fold_file")
     assert check_or_claim(run, identity, write=False)
     other = make_identity(load_config("configs/quickstart.yaml", [f"data.manifest={tmp_path}/m.jsonl",
                                                                   "data.protocol=fold_file", "data.fold_file=f.csv"]))
@@ -132,13 +139,10 @@ def test_a_key_added_later_with_its_old_behaviour_is_the_same_run(tmp_path):
 
 def test_reasoning_position_added_later_keeps_old_reasoning_runs(tmp_path):
     """Reasoning runs made before model.lm.reasoning_position existed wrote the reasoning first."""
-    from emotune.identity import check_or_claim, digest, make_identity
+    from emotune.identity import check_or_claim, make_identity
 
     lm = make_identity(load_config("configs/merr_reasoning.yaml", [f"data.manifest={tmp_path}/m.jsonl"]))
-    older = {k: v for k, v in lm["config"].items() if k != "model.lm.reasoning_position"}
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "identity.json").write_text(json.dumps({**lm, "config": older, "config_hash": digest(older)}))
+    run = folder_made_before(tmp_path / "run", lm, "model.lm.reasoning_position")
     assert check_or_claim(run, lm, write=False)
     after = make_identity(load_config("configs/merr_reasoning.yaml", [f"data.manifest={tmp_path}/m.jsonl",
                                                                       "model.lm.reasoning_position=after_label"]))
