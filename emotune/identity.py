@@ -71,6 +71,8 @@ LATER_KEYS = {
     "data.max_val": lambda keys: keys.get("data.max_val") == 0,
     "model.baseline.refit": lambda keys: keys.get("model.kind") != "baseline_lr" or not keys.get("model.baseline.refit"),
     "model.lm.reasoning_position": lambda keys: keys.get("model.lm.reasoning_position") == "before_label",
+    "model.lm.input_layout": lambda keys: keys.get("model.lm.input_layout") == "lines",
+    "model.lm.feature_noise": lambda keys: keys.get("model.lm.feature_noise") == 0,
 }
 
 

@@ -85,11 +85,11 @@ class EmotionLM:
         embed_rms = float(lm.get_input_embeddings().weight.float().pow(2).mean().sqrt())
         projectors = {
             n: Projector(self.feature_shapes[n][-1], hidden_size, cfg.tokens, cfg.projector, cfg.projector_hidden,
-                         embed_rms, sequence=len(self.feature_shapes[n]) == 2)
+                         embed_rms, sequence=len(self.feature_shapes[n]) == 2, noise=cfg.feature_noise)
             for n in self.inputs
         }
         self.batcher = Batcher(self.tokenizer, self.label_names, self.inputs, self.feature_shapes, cfg.tokens, target,
-                               cfg.max_text_chars, train_cfg.eval_batch_size, cfg.reasoning_position)
+                               cfg.max_text_chars, train_cfg.eval_batch_size, cfg.reasoning_position, cfg.input_layout)
         lm_weight = max(cfg.lm_loss_weight, 1.0) if target == "reasoning" else cfg.lm_loss_weight
         autocast = "bf16" in self.precision.values()
         seqs, owner = label_spellings(self.tokenizer, self.label_names)

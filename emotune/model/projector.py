@@ -15,9 +15,10 @@ from torch import nn
 
 class Projector(nn.Module):
     def __init__(self, in_dim: int, hidden_size: int, tokens: int, kind: str = "mlp", mlp_hidden: int = 1024,
-                 embed_rms: float = 1.0, sequence: bool = False):
+                 embed_rms: float = 1.0, sequence: bool = False, noise: float = 0.0):
         super().__init__()
         self.sequence = sequence
+        self.noise = noise
         self.tokens = 1 if sequence else tokens
         self.hidden_size = hidden_size
         out = self.tokens * hidden_size
@@ -41,6 +42,8 @@ class Projector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[n, d] → [n, tokens, hidden]: one sample's vector, or one row of a sequence, per input row."""
         x = (x.float() - self.mean) / self.std
+        if self.training and self.noise > 0:
+            x = x + self.noise * torch.randn_like(x)
         y = self.net(x).view(x.shape[0], self.tokens, self.hidden_size).float()
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-6)
         return y * self.gain

@@ -118,8 +118,10 @@ class Rendered:
 class PromptRenderer:
     """Renders (template, present inputs, transcript, context) to ids; memoised, as prompts repeat."""
 
-    def __init__(self, tokenizer, label_names: list[str], inputs: list[str], multi: bool, max_text_chars: int):
+    def __init__(self, tokenizer, label_names: list[str], inputs: list[str], multi: bool, max_text_chars: int,
+                 layout: str = "lines"):
         self.tok = tokenizer
+        self.layout = layout
         self.inputs = list(inputs)
         self.labels = ", ".join(label_names)
         self.choose = "every emotion that applies (comma-separated)" if multi else "the one emotion"
@@ -131,10 +133,19 @@ class PromptRenderer:
              assistant_open: bool = True, clues: str = "") -> str:
         """The rendered prompt with slot markers (each marker stands for n placeholder tokens)."""
         lines = []
-        for name in self.inputs:
-            n = n_tokens.get(name, 0)
-            body = f"\ue000{name}:{n}\ue001" if n > 0 else "missing"
-            lines.append(f"{describe_input(name)}: {body}\n")
+        if self.layout == "grouped":
+            # Missing inputs first, then one line naming the present inputs and holding all their tokens
+            # (in input order, the order `EmotionLMNet.project` lays them out).
+            present = [n for n in self.inputs if n_tokens.get(n, 0) > 0]
+            lines += [f"{describe_input(n)}: missing\n" for n in self.inputs if n not in present]
+            if present:
+                marks = "".join(f"\ue000{n}:{n_tokens[n]}\ue001" for n in present)
+                lines.append(f"{', then '.join(describe_input(n) for n in present)}: {marks}\n")
+        else:
+            for name in self.inputs:
+                n = n_tokens.get(name, 0)
+                body = f"\ue000{name}:{n}\ue001" if n > 0 else "missing"
+                lines.append(f"{describe_input(name)}: {body}\n")
         context_text = ""
         if context:
             turns = "\n".join(_cut(c, self.max_chars) for c in context)

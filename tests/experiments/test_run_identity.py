@@ -148,3 +148,16 @@ def test_reasoning_position_added_later_keeps_old_reasoning_runs(tmp_path):
                                                                       "model.lm.reasoning_position=after_label"]))
     with pytest.raises(EmotuneError, match="reasoning_position"):
         check_or_claim(run, after, write=False)
+
+
+@pytest.mark.parametrize("key,changed", [("model.lm.input_layout", "grouped"), ("model.lm.feature_noise", "0.5")])
+def test_lm_input_settings_added_later_keep_old_lm_runs(tmp_path, key, changed):
+    """LM runs made before the grouped layout and feature noise existed had one line per input, no noise."""
+    from emotune.identity import check_or_claim, make_identity
+
+    lm = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [f"data.manifest={tmp_path}/m.jsonl"]))
+    run = folder_made_before(tmp_path / "run", lm, key)
+    assert check_or_claim(run, lm, write=False)
+    other = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [f"data.manifest={tmp_path}/m.jsonl", f"{key}={changed}"]))
+    with pytest.raises(EmotuneError, match=key.split(".")[-1]):
+        check_or_claim(run, other, write=False)

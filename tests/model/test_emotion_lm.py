@@ -86,6 +86,43 @@ def test_missing_modality_drops_its_tokens_and_dropout_never_empties_a_prompt(ti
     assert len(full.slots) - len(shorter.slots) == 3
 
 
+def test_grouped_layout_puts_every_feature_token_last_in_input_order(tiny_dir):
+    lines, grouped = make(tiny_dir), make(tiny_dir, input_layout="grouped")
+    ex = random_examples(3, RAVDESS, SHAPES, seed=0)
+    ex.features["egemaps"][1] = None
+    t = lines.templates[0]
+    for i in range(3):
+        a, b = lines.batcher.row(ex, i, t), grouped.batcher.row(ex, i, t)
+        assert [n for _, n in a.slots] == [n for _, n in b.slots]  # same tokens, same order
+        pos = [p for p, _ in b.slots]
+        assert pos == list(range(pos[0], pos[0] + len(pos)))  # adjacent
+        # What follows the first feature token is recomputed per sample: grouped leaves less of it.
+        assert len(b.ids) - pos[0] <= len(a.ids) - a.slots[0][0]
+    assert len(grouped.batcher.row(ex, 0, t).ids) - grouped.batcher.row(ex, 0, t).slots[0][0] < \
+        len(lines.batcher.row(ex, 0, t).ids) - lines.batcher.row(ex, 0, t).slots[0][0]
+    text = grouped.batcher.renderer.text(t, {"whisper_seq": 5}, "", ())
+    assert "Acoustic (eGeMAPS) features (egemaps): missing" in text  # still told what it lacks
+    # The same splice fills the grouped slots: training and scoring run on them.
+    probs = grouped.predict_proba(ex)
+    assert probs.shape == (3, len(RAVDESS)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    with pytest.raises(EmotuneError, match="input_layout"):
+        LMConfig(input_layout="columns")
+
+
+def test_feature_noise_perturbs_training_inputs_only(tiny_dir):
+    model = make(tiny_dir, feature_noise=0.5)
+    proj = model.net.projectors["egemaps"]
+    x = torch.randn(4, 88)
+    proj.eval()
+    clean = proj(x)
+    torch.testing.assert_close(proj(x), clean, rtol=0, atol=0)  # evaluation: deterministic, no noise
+    proj.train()
+    assert not torch.allclose(proj(x), clean)
+    assert make(tiny_dir).net.projectors["egemaps"].noise == 0.0  # off by default
+    with pytest.raises(EmotuneError, match="feature_noise"):
+        LMConfig(feature_noise=-0.1)
+
+
 def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir):
     labels = list(load_label_set("goemotions").names)[:6]
     model = make(tiny_dir, labels=labels)
