@@ -81,6 +81,14 @@ def collect(grid: Grid, out: Path) -> list[dict]:
             if not metrics:
                 continue
             row = {"setting": setting, "variant": variant or "-", "folds": len(metrics)}
+            # Validation figures (training-side groups) of the trained runs: settings are compared on
+            # these; the test columns are read once for the report.
+            val = [d / "eval_val" / "metrics.json" for d in fold_dirs]
+            key = grid.metrics[0]
+            if tag is None and val and all(p.exists() for p in val):
+                vals = [headline_metrics(json.loads(p.read_text())).get(key) for p in val]
+                if None not in vals:
+                    row[f"val_{key}"], row[f"val_{key}_cell"] = float(np.mean(vals)), _cell(vals)
             for key in grid.metrics:
                 vals = [m[key] for m in metrics if key in m]
                 if vals:
@@ -99,7 +107,8 @@ def collect(grid: Grid, out: Path) -> list[dict]:
 
 def write_table(grid: Grid, rows: list[dict], out: Path) -> None:
     has_variants = any(r["variant"] != "-" for r in rows)
-    cols = ["setting"] + (["variant"] if has_variants else []) + ["folds"] + grid.metrics
+    val_col = [f"val_{grid.metrics[0]}"] if any(f"val_{grid.metrics[0]}" in r for r in rows) else []
+    cols = ["setting"] + (["variant"] if has_variants else []) + ["folds"] + val_col + grid.metrics
     recall_cols = sorted({k for r in rows for k in r if k.startswith("recall_")}, key=lambda k: k)
     header = cols + recall_cols
     md = ["| " + " | ".join(h.replace("recall_", "R:") for h in header) + " |", "|" + "---|" * len(header)]

@@ -87,6 +87,15 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
         vals = [m[key] for m in per_fold.values() if key in m]
         if vals:
             summary[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_fold": vals}
+    # The same figures on each fold's validation groups (the kept model; training-side data): what a
+    # choice between settings is made on, so that no test fold decides a recipe.
+    val = [d / "eval_val" / "metrics.json" for d in fold_dirs]
+    if split != "val" and val and all(p.exists() for p in val):
+        val_metrics = [headline_metrics(json.loads(p.read_text())) for p in val]
+        summary["validation"] = {key: {"mean": float(np.mean([m[key] for m in val_metrics])),
+                                       "std": float(np.std([m[key] for m in val_metrics])),
+                                       "per_fold": [m[key] for m in val_metrics]}
+                                 for key in SUMMARY_METRICS if all(key in m for m in val_metrics)}
     if labels is not None:
         recalls = {n: [m["per_class"][n]["recall"] for m in per_fold.values() if n in m.get("per_class", {})] for n in labels}
         summary["per_class_recall"] = {n: {"mean": float(np.mean(v)), "std": float(np.std(v))} for n, v in recalls.items() if v}

@@ -25,6 +25,31 @@ def test_pooled_and_mean_figures_count_invalid_answers_as_wrong(tmp_path):
     assert json.loads((tmp_path / "cv" / "summary.json").read_text())["pooled"]["ua"] == pytest.approx((3 / 4 + 1) / 2)
 
 
+
+def test_validation_figures_are_summarised_beside_the_test_and_shown_in_ablation_tables(tmp_path):
+    """Settings are compared on the folds' validation groups: the CV summary and the grid table carry them."""
+    from emotune.experiments.ablate import Grid, collect, write_table
+
+    gold = ["happy", "happy", "sad", "sad"]
+    for setting, val_preds in (("a", [["happy", "sad", "sad", "sad"], gold]), ("b", [gold, gold])):
+        for k, vp in enumerate(val_preds):
+            d = tmp_path / setting / f"fold{k}"
+            write_evaluation(d / "eval_test", [f"t{i}" for i in range(4)], NAMES, None, gold=gold, preds=gold)
+            write_evaluation(d / "eval_val", [f"v{i}" for i in range(4)], NAMES, None, gold=gold, preds=vp)
+            (d / "DONE").write_text("")
+    summary = summarise(sorted((tmp_path / "a").glob("fold*")), tmp_path / "cv")
+    assert summary["validation"]["wa"]["per_fold"] == [pytest.approx(0.75), pytest.approx(1.0)]
+    assert summary["wa"]["mean"] == pytest.approx(1.0)  # the test side is its own figure
+    grid = Grid(base="configs/quickstart.yaml", settings={"a": [], "b": []}, metrics=["wa"])
+    rows = collect(grid, tmp_path)
+    assert [r["val_wa"] for r in rows] == [pytest.approx(0.875), pytest.approx(1.0)]
+    write_table(grid, rows, tmp_path)
+    assert (tmp_path / "table.md").read_text().splitlines()[0] == "| setting | folds | val_wa | wa |"
+    missing = tmp_path / "b" / "fold0" / "eval_val" / "metrics.json"
+    missing.unlink()
+    assert "val_wa" not in collect(grid, tmp_path)[1]  # only when every fold has one
+    assert "validation" not in summarise(sorted((tmp_path / "b").glob("fold*")), tmp_path / "cv2")
+
 def test_max_val_limits_the_validation_side_only(tmp_path):
     """data.max_val: a stratified part of a large dev set for per-epoch validation; the test side stays whole."""
     from emotune.config import load_config
