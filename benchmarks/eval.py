@@ -67,10 +67,13 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("-n", type=int, default=64, help="samples")
     ap.add_argument("--precisions", default="fp32,bf16", help="zero-shot scoring is also timed in each of these")
+    ap.add_argument("--eval-batch-size", type=int, help="samples per scoring / generation batch (default: the run's)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eval.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model, ex, labels, what = from_run(args.run, args.split, args.n) if args.run else zero_shot(args.n)
+    if args.eval_batch_size:
+        model.batcher.eval_batch_size = args.eval_batch_size
     load0 = os.getloadavg()[0]
 
     def time_scoring(m) -> tuple[np.ndarray, float]:
@@ -96,7 +99,7 @@ def main() -> None:
     agree = sum(parsed[i] == scored[i] for i in valid)
     gold = [ex.label_names[y] if y >= 0 else None for y in ex.y]
     result = {
-        "date": date.today().isoformat(), "model": what, "samples": len(ex), "eval_batch_size": model.train_cfg.eval_batch_size,
+        "date": date.today().isoformat(), "model": what, "samples": len(ex), "eval_batch_size": model.batcher.eval_batch_size,
         "max_new_tokens": model.cfg.max_new_tokens, "torch_threads": torch.get_num_threads(),
         "precision": model.precision, "scoring_samples_per_s_by_precision": by_precision,
         "scoring": {"seconds": round(score_s, 2), "samples_per_s": round(len(ex) / score_s, 2),
