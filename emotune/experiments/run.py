@@ -8,6 +8,8 @@ A run directory holds everything needed to re-evaluate or serve it, and nothing 
     <run_dir>/init_hash.txt   hash of the model's initial weights (every fold starts from the same ones)
     <run_dir>/model/          trained weights (safetensors / JSON)
     <run_dir>/eval_<split>/   predictions.jsonl, metrics.json, confusion.csv, confusion.png
+    <run_dir>/eval_val/       the same on the validation split (closed-set scores), when the test split is
+                              the evaluated one: what settings are compared on
     <run_dir>/DONE            written last: a run with DONE is never redone by cv/ablate
 """
 
@@ -315,6 +317,11 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
                        run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode, label_set_for(cfg, manifest), thresholds)
     metrics["train_seconds"] = round(train_s, 1)
+    if cfg.eval.split == "test" and len(data.val):
+        # The kept model on the validation groups as well (closed-set scores): the figures settings are
+        # compared on (CV summaries, ablation tables), so that no test fold decides a recipe.
+        val_metrics = evaluate(cfg, model, data.val, run_dir / "eval_val", "score", label_set_for(cfg, manifest), thresholds)
+        (run_dir / "eval_val" / "metrics.json").write_text(json.dumps(val_metrics, indent=1, default=float))
     (run_dir / "history.json").write_text(json.dumps(history, indent=1, default=float))
     (run_dir / f"eval_{cfg.eval.split}" / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     done.write_text(time.strftime("%Y-%m-%d %H:%M:%S") + "\n")

@@ -47,7 +47,11 @@ def test_folds_independent_and_leak_free(tmp_path, corpus):
         # the predictions are exactly the test ids
         preds = [json.loads(l)["id"] for l in (f / "eval_test" / "predictions.jsonl").read_text().splitlines()]
         assert set(preds) == set(fold.test)
+        # ... and the validation figures (what settings are compared on) are the validation ids
+        val_preds = [json.loads(l)["id"] for l in (f / "eval_val" / "predictions.jsonl").read_text().splitlines()]
+        assert set(val_preds) == set(fold.val) and fold.val
         seen_test |= set(fold.test)
+    assert len(summary["validation"]["ua"]["per_fold"]) == 3
     assert len(seen_test) == 195  # every sample tested exactly once over the folds
     assert (run / "confusion_sum.csv").exists() and (run / "confusion_sum.png").exists()
     cm = json.loads((run / "summary.json").read_text())["confusion"]
