@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=64, help="samples")
     ap.add_argument("--precisions", default="fp32,bf16", help="zero-shot scoring is also timed in each of these")
     ap.add_argument("--eval-batch-size", type=int, help="samples per scoring / generation batch (default: the run's)")
+    ap.add_argument("--batch-sizes", default="", help="scoring is also timed at each of these batch sizes (comma-separated)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eval.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -83,6 +84,11 @@ def main() -> None:
         return p, time.perf_counter() - t0
 
     probs, score_s = time_scoring(model)
+    by_batch = {}
+    for size in [int(b) for b in args.batch_sizes.split(",") if b]:
+        keep, model.batcher.eval_batch_size = model.batcher.eval_batch_size, size
+        by_batch[size] = round(len(ex) / time_scoring(model)[1], 2)
+        model.batcher.eval_batch_size = keep
     by_precision = {}
     if not args.run:
         for precision in [p for p in args.precisions.split(",") if p]:
@@ -102,6 +108,7 @@ def main() -> None:
         "date": date.today().isoformat(), "model": what, "samples": len(ex), "eval_batch_size": model.batcher.eval_batch_size,
         "max_new_tokens": model.cfg.max_new_tokens, "torch_threads": torch.get_num_threads(),
         "precision": model.precision, "scoring_samples_per_s_by_precision": by_precision,
+        "scoring_samples_per_s_by_batch_size": by_batch,
         "scoring": {"seconds": round(score_s, 2), "samples_per_s": round(len(ex) / score_s, 2),
                     "accuracy": round(float(np.mean([s == g for s, g in zip(scored, gold)])), 3)},
         "generate_and_parse": {"seconds": round(gen_s, 2), "samples_per_s": round(len(ex) / gen_s, 2),
@@ -135,6 +142,8 @@ def markdown(r: dict) -> list[str]:
         *([("Closed-set scoring by precision (samples/s): " + ", ".join(f"{k} {v}" for k, v in r["scoring_samples_per_s_by_precision"].items())
             + ". bf16 is fast only where the CPU has bf16 dot-product units (AVX512-BF16, AMX); elsewhere PyTorch's fallback kernel is far slower than fp32."), ""]
           if r.get("scoring_samples_per_s_by_precision") else []),
+        *([("Closed-set scoring by batch size (samples/s): " + ", ".join(f"{k}: {v}" for k, v in r["scoring_samples_per_s_by_batch_size"].items())
+            + "."), ""] if r.get("scoring_samples_per_s_by_batch_size") else []),
         f"Scoring is **{r['speedup_scoring_vs_generation']}x** faster. The two agree on "
         f"{r['agreement_where_generation_answers']:.0%} of the samples generation answered validly. Scoring runs the shared "
         "prompt prefix once per batch and reads every label at the last prompt position; generation runs each full prompt "
