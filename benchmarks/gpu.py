@@ -218,7 +218,7 @@ def main(argv=None) -> dict:
                 name = f"{'lora_r16_qkvo' if lora else 'projectors_only'}_{attention}"
                 try:
                     row[name] = time_training(device, shape, lora, attention, batch, steps)
-                    row[name]["mfu"] = round(row[name]["achieved_gflops"] / result["matmul_peak_gflops"], 3)
+                    row[name]["mfu"] = float(f'{row[name]["achieved_gflops"] / result["matmul_peak_gflops"]:.3g}')  # 3 significant digits: a tiny shape on a busy CPU is < 0.0005
                 except torch.OutOfMemoryError as exc:
                     row[name] = {"error": f"out of memory: {str(exc).splitlines()[0][:160]}"}
                 print(f"{shape} {name}: {row[name]}", flush=True)
