@@ -31,7 +31,7 @@ import numpy as np
 from emotune.config import load_config
 from emotune.errors import ConfigError, EmotuneError
 from emotune.evaluate.writer import headline_metrics
-from emotune.experiments.cv import fold_jobs
+from emotune.experiments.cv import fold_jobs, validation_metrics
 from emotune.experiments.executor import ExecutorOptions, run_jobs
 from emotune.experiments.run import eval_run, log
 from emotune.recipe import build_dataclass, read_yaml
@@ -74,6 +74,7 @@ def collect(grid: Grid, out: Path) -> list[dict]:
     variants = {"": None, **{k: k for k in grid.eval_variants}}
     for setting in grid.settings:
         fold_dirs = sorted(p.parent for p in (out / setting).glob("*/DONE"))
+        val = validation_metrics(fold_dirs)
         for variant, tag in variants.items():
             name = "eval_test" if tag is None else f"eval_test_{tag}"
             metrics = [headline_metrics(json.loads((d / name / "metrics.json").read_text()))  # strict figures
@@ -83,12 +84,10 @@ def collect(grid: Grid, out: Path) -> list[dict]:
             row = {"setting": setting, "variant": variant or "-", "folds": len(metrics)}
             # Validation figures (training-side groups) of the trained runs: settings are compared on
             # these; the test columns are read once for the report.
-            val = [d / "eval_val" / "metrics.json" for d in fold_dirs]
-            key = grid.metrics[0]
-            if tag is None and val and all(p.exists() for p in val):
-                vals = [headline_metrics(json.loads(p.read_text())).get(key) for p in val]
-                if None not in vals:
-                    row[f"val_{key}"], row[f"val_{key}_cell"] = float(np.mean(vals)), _cell(vals)
+            first = grid.metrics[0]
+            if tag is None and val and all(first in m for m in val):
+                vals = [m[first] for m in val]
+                row[f"val_{first}"], row[f"val_{first}_cell"] = float(np.mean(vals)), _cell(vals)
             for key in grid.metrics:
                 vals = [m[key] for m in metrics if key in m]
                 if vals:

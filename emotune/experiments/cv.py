@@ -59,6 +59,16 @@ def run_folds(config: str, overrides: list[str], cfg: Config, out_dir: Path, opt
     return dirs
 
 
+def validation_metrics(fold_dirs: list[Path]) -> list[dict] | None:
+    """Each fold's headline figures on its validation groups (`eval_val/`), or None unless every fold has them."""
+    from emotune.evaluate.writer import headline_metrics
+
+    paths = [d / "eval_val" / "metrics.json" for d in fold_dirs]
+    if not paths or not all(p.exists() for p in paths):
+        return None
+    return [headline_metrics(json.loads(p.read_text())) for p in paths]
+
+
 def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict:
     """mean ± std over folds, per-class recall, and one confusion matrix summed over folds."""
     from emotune.evaluate import plots
@@ -89,9 +99,8 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
             summary[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_fold": vals}
     # The same figures on each fold's validation groups (the kept model; training-side data): what a
     # choice between settings is made on, so that no test fold decides a recipe.
-    val = [d / "eval_val" / "metrics.json" for d in fold_dirs]
-    if split != "val" and val and all(p.exists() for p in val):
-        val_metrics = [headline_metrics(json.loads(p.read_text())) for p in val]
+    val_metrics = validation_metrics(fold_dirs) if split != "val" else None
+    if val_metrics:
         summary["validation"] = {key: {"mean": float(np.mean([m[key] for m in val_metrics])),
                                        "std": float(np.std([m[key] for m in val_metrics])),
                                        "per_fold": [m[key] for m in val_metrics]}
