@@ -60,13 +60,24 @@ def run_folds(config: str, overrides: list[str], cfg: Config, out_dir: Path, opt
 
 
 def validation_metrics(fold_dirs: list[Path]) -> list[dict] | None:
-    """Each fold's headline figures on its validation groups (`eval_val/`), or None unless every fold has them."""
+    """Each fold's headline figures on its validation groups (`eval_val/`), or None unless every fold has them.
+
+    A model refit on training + validation once its setting was chosen (the LR's C) has seen the validation
+    groups, so its scores there are in-sample: its figure is the one the choice was made on instead, the
+    selection score in `history.json` (e.g. {"ua": inner UA at the chosen C})."""
     from emotune.evaluate.writer import headline_metrics
 
-    paths = [d / "eval_val" / "metrics.json" for d in fold_dirs]
-    if not paths or not all(p.exists() for p in paths):
-        return None
-    return [headline_metrics(json.loads(p.read_text())) for p in paths]
+    out = []
+    for d in fold_dirs:
+        history = json.loads((d / "history.json").read_text()) if (d / "history.json").exists() else {}
+        if history.get("refit_on_validation"):
+            metric = history.get("metric", "ua")
+            out.append({metric: history[f"inner_{metric}"][str(history["C"])]})
+        elif (d / "eval_val" / "metrics.json").exists():
+            out.append(headline_metrics(json.loads((d / "eval_val" / "metrics.json").read_text())))
+        else:
+            return None
+    return out or None
 
 
 def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict:

@@ -317,9 +317,10 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
                        run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode, label_set_for(cfg, manifest), thresholds)
     metrics["train_seconds"] = round(train_s, 1)
-    if cfg.eval.split == "test" and len(data.val):
+    if cfg.eval.split == "test" and len(data.val) and not history.get("refit_on_validation"):
         # The kept model on the validation groups as well (closed-set scores): the figures settings are
-        # compared on (CV summaries, ablation tables), so that no test fold decides a recipe.
+        # compared on (CV summaries, ablation tables), so that no test fold decides a recipe. A model refit
+        # on the validation groups would score in-sample there: its selection score stands in (cv.py).
         val_metrics = evaluate(cfg, model, data.val, run_dir / "eval_val", "score", label_set_for(cfg, manifest), thresholds)
         (run_dir / "eval_val" / "metrics.json").write_text(json.dumps(val_metrics, indent=1, default=float))
     (run_dir / "history.json").write_text(json.dumps(history, indent=1, default=float))

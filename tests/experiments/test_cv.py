@@ -63,6 +63,18 @@ def test_folds_independent_and_leak_free(tmp_path, corpus):
     assert "confusion" in md.read_text() and page.read_text().count("data:image/png;base64") >= 2
 
 
+def test_lr_refit_on_validation_writes_no_in_sample_validation_figures(tmp_path, corpus):
+    """The LR refits on training + validation once C is chosen: no eval_val (it would be in-sample); the
+    summary's validation figure is each fold's selection UA at the chosen C."""
+    config, overrides = recipe(tmp_path, corpus)
+    summary = cv(config, [o for o in overrides if not o.startswith("model.kind")] + ["model.kind=baseline_lr"])
+    folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
+    histories = [json.loads((f / "history.json").read_text()) for f in folds]
+    assert all(h["refit_on_validation"] for h in histories)
+    assert not any((f / "eval_val").exists() for f in folds)
+    assert summary["validation"]["ua"]["per_fold"] == [h["inner_ua"][str(h["C"])] for h in histories]
+
+
 @pytest.mark.faults
 def test_cv_resumes_after_kill(tmp_path, corpus):
     config, overrides = recipe(tmp_path, corpus)

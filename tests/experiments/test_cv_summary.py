@@ -71,3 +71,21 @@ def test_max_val_limits_the_validation_side_only(tmp_path):
         assert (len(data.train), len(data.val), len(data.test)) == sizes, overrides
         if "data.max_val=10" in overrides:
             assert sorted(data.val.hard_labels().tolist()) == [2] * 5 + [3] * 5  # stratified: 5 happy, 5 sad
+
+
+def test_a_model_refit_on_validation_is_compared_on_its_selection_score(tmp_path):
+    """The LR refits on training + validation once C is chosen: its scores on the validation groups are
+    in-sample (here a perfect 1.0), so the figure carried into summaries and tables is the selection score
+    the choice was made on."""
+    gold = ["happy", "happy", "sad", "sad"]
+    folds = []
+    for k, selection in enumerate((0.6, 0.7)):
+        d = tmp_path / f"fold{k}"
+        write_evaluation(d / "eval_test", [f"t{i}" for i in range(4)], NAMES, None, gold=gold, preds=gold)
+        write_evaluation(d / "eval_val", [f"v{i}" for i in range(4)], NAMES, None, gold=gold, preds=gold)
+        (d / "history.json").write_text(json.dumps({"C": 0.1, "metric": "ua", "refit_on_validation": True,
+                                                    "inner_ua": {"0.1": selection, "1.0": 0.5}}))
+        folds.append(d)
+    summary = summarise(folds, tmp_path / "cv")
+    assert summary["validation"] == {"ua": {"mean": pytest.approx(0.65), "std": pytest.approx(0.05),
+                                            "per_fold": [0.6, 0.7]}}
