@@ -118,15 +118,15 @@ class FERImage(FER):
     # mirror: "none", or "mean" = the CNN's output averaged over the face and its left-right mirror image.
     defaults: dict = {"mirror": "none"}
     late_settings = frozenset({"mirror"})  # added later: unmirrored features keep their cache key
+    batch_size = 256  # one CNN call per batch of images
+    # Video settings are constants (not settings, so image features keep their cache key); a change
+    # bumps `version`.
+    VIDEO_FRAMES, MIN_FACE, MARGIN = 16, 0.08, 0.1
 
     def __init__(self, **settings):
         super().__init__(**settings)
         if self.settings["mirror"] not in ("none", "mean"):
             raise EmotuneError(f"fer_image: mirror must be none or mean, got {self.settings['mirror']!r}")
-    batch_size = 256  # one CNN call per batch of images
-    # Video settings are constants (not settings, so image features keep their cache key); a change
-    # bumps `version`.
-    VIDEO_FRAMES, MIN_FACE, MARGIN = 16, 0.08, 0.1
 
     def shape(self):
         return (FACE_DIM,)
