@@ -28,9 +28,12 @@ class BaselineConfig:
     # MLP: one hidden layer (0 = a linear softmax head trained like the MLP); trained with `train.*`.
     hidden: int = 256
     dropout: float = 0.3
+    # MLP seed averaging: this many nets from seeds seed, seed+1, ..., each early-stopped on validation on
+    # its own; their class probabilities are averaged (1 = one net, as before the key existed).
+    seeds: int = 1
 
     # Keys that lived here before and now have one home elsewhere: the loader points to it.
     MOVED: ClassVar[dict[str, str]] = {k: f"train.{k}" for k in ("epochs", "lr", "weight_decay", "batch_size", "patience")}
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"inner_folds": ">=1", "max_iter": ">=1", "hidden": ">=0", "dropout": "0..1"})
+        check_ranges(self, {"inner_folds": ">=1", "max_iter": ">=1", "hidden": ">=0", "dropout": "0..1", "seeds": ">=1"})

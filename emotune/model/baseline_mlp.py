@@ -25,13 +25,14 @@ def _mlp(width: int, hidden: int, dropout: float, n_classes: int):
 
 class MLPBaseline(Baseline):
     """Standardised features → one hidden layer → classes; AdamW, early stopping on validation UA
-    (mAP for multi-label), the best epoch's weights kept."""
+    (mAP for multi-label), the best epoch's weights kept. With `model.baseline.seeds` > 1, that many nets
+    from consecutive seeds, their class probabilities averaged."""
 
     kind = "baseline_mlp"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.net = None
+        self.nets: list = []
 
     def _loss(self, T: np.ndarray):
         from emotune.train.losses import class_weights, make_loss
@@ -55,26 +56,33 @@ class MLPBaseline(Baseline):
         # shared machine oversubscription slows fits many times over); restored afterwards.
         torch.set_num_threads(1)
         try:
-            net, history = self._train(X, Tt, Xv, val_gold, has_val, loss_fn, T)
+            members = [self._train(X, Tt, Xv, val_gold, has_val, loss_fn, T, self.seed + k) for k in range(self.cfg.seeds)]
         finally:
             torch.set_num_threads(threads)
-        self.net = net.eval()
+        self.nets = [net.eval() for net, _ in members]
+        history = members[0][1]
+        if len(members) > 1:
+            metric = history["metric"]
+            score = selection_score(self.target, val_gold, self.predict_proba(val), self.label_names) if has_val else None
+            history = {"metric": metric, f"best_val_{metric}": score, "early_stopping": bool(has_val),
+                       "seeds": [self.seed + k for k in range(len(members))], "members": [h for _, h in members]}
         self.history = history
         return history
 
-    def _train(self, X, Tt, Xv, val_gold, has_val: bool, loss_fn, T: np.ndarray):
+    def _train(self, X, Tt, Xv, val_gold, has_val: bool, loss_fn, T: np.ndarray, seed: int):
         import torch
 
         from emotune.train.sampling import balanced_sampler
 
         cfg, tc = self.cfg, self.train_cfg
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(seed)
             net = _mlp(X.shape[1], cfg.hidden, cfg.dropout, len(self.label_names))
-            self.init_hash = state_hash(trainable(net))  # same seed → same start on every fold (checked by cv tests)
+            if seed == self.seed:  # same seed → same start on every fold (checked by cv tests)
+                self.init_hash = state_hash(trainable(net))
             opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-            gen = torch.Generator().manual_seed(self.seed)
-            sampler = balanced_sampler(T, seed=self.seed) if self.imbalance == "balanced_sampler" else None
+            gen = torch.Generator().manual_seed(seed)
+            sampler = balanced_sampler(T, seed=seed) if self.imbalance == "balanced_sampler" else None
             best, best_state, best_epoch, curve = -np.inf, None, 0, []
             for epoch in range(1, tc.epochs + 1):
                 net.train()
@@ -118,12 +126,15 @@ class MLPBaseline(Baseline):
     def predict_proba(self, ex: Examples) -> np.ndarray:
         import torch
 
-        if self.net is None:
+        if not self.nets:
             raise EmotuneError("baseline_mlp: predict before fit/load")
-        return self._forward(self.net, torch.from_numpy(self.encoder.transform(ex))).astype(np.float32)
+        X = torch.from_numpy(self.encoder.transform(ex))
+        return np.mean([self._forward(net, X) for net in self.nets], axis=0).astype(np.float32)
 
     def save(self, out_dir: Path) -> None:
-        state = {f"mlp.{k}": v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        # The first net keeps the "mlp." keys of single-net models, so those still load.
+        state = {f"{_prefix(k)}{name}": v.detach().cpu().numpy()
+                 for k, net in enumerate(self.nets) for name, v in net.state_dict().items()}
         self._write(out_dir, state, {})
 
     @classmethod
@@ -131,7 +142,13 @@ class MLPBaseline(Baseline):
         import torch
 
         model, meta, arrays = cls._read(out_dir)
-        net = _mlp(model.encoder.width, model.cfg.hidden, model.cfg.dropout, len(model.label_names))
-        net.load_state_dict({k[len("mlp."):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("mlp.")})
-        model.net = net.eval()
+        for k in range(model.cfg.seeds):
+            net = _mlp(model.encoder.width, model.cfg.hidden, model.cfg.dropout, len(model.label_names))
+            p = _prefix(k)
+            net.load_state_dict({n[len(p):]: torch.from_numpy(v) for n, v in arrays.items() if n.startswith(p)})
+            model.nets.append(net.eval())
         return model
+
+
+def _prefix(k: int) -> str:
+    return "mlp." if k == 0 else f"mlp{k}."

@@ -85,7 +85,8 @@ class EmotionLM:
         embed_rms = float(lm.get_input_embeddings().weight.float().pow(2).mean().sqrt())
         projectors = {
             n: Projector(self.feature_shapes[n][-1], hidden_size, cfg.tokens, cfg.projector, cfg.projector_hidden,
-                         embed_rms, sequence=len(self.feature_shapes[n]) == 2, noise=cfg.feature_noise)
+                         embed_rms, sequence=len(self.feature_shapes[n]) == 2, noise=cfg.feature_noise,
+                         rank=cfg.projector_rank)
             for n in self.inputs
         }
         self.batcher = Batcher(self.tokenizer, self.label_names, self.inputs, self.feature_shapes, cfg.tokens, target,

@@ -25,15 +25,18 @@ class LMConfig:
     backbone: str = "smollm2-135m-instruct"  # built-in offline default, or any HF causal LM id / local path
     # dtype of the frozen LM weights (trainable weights stay fp32); auto = bf16 where bf16 matmuls are fast
     dtype: Literal["auto", "fp32", "bf16"] = "auto"
-    projector: Literal["linear", "mlp"] = "mlp"
+    projector: Literal["linear", "lowrank", "mlp"] = "mlp"
     projector_hidden: int = 1024  # hidden width of the 2-layer MLP projector
+    projector_rank: int = 8  # inner width of the low-rank projector (a linear map through this many dimensions)
     tokens: int = 4  # LM tokens per vector feature (a sequence feature gives one token per row)
     # How the prompt lays out the inputs. lines: one line per input, its name then its tokens. grouped:
     # the names of the present inputs first, then all their tokens together at the end of the line, so
     # fewer tokens follow the first feature token. Everything before that token is computed once (see
     # EmotionLMNet._prefix_kv), everything after it once per sample: with two one-token inputs this is
-    # 12 tokens per sample instead of 28, and training and scoring cost about that ratio less.
-    input_layout: Literal["lines", "grouped"] = "lines"
+    # 12 tokens per sample instead of 28, and training and scoring cost about that ratio less. assistant:
+    # the user turn names the inputs and their tokens open the assistant's turn, before the answer prefix;
+    # with a fixed instruction (no transcript) only they and the answer prefix are computed per sample.
+    input_layout: Literal["lines", "grouped", "assistant"] = "lines"
     # Training only: Gaussian noise of this std added to each standardised input feature (a regulariser
     # for small corpora; evaluation always sees the clean features).
     feature_noise: float = 0.0
@@ -59,12 +62,12 @@ class LMConfig:
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"projector_hidden": ">=1", "tokens": ">=1", "feature_noise": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})
+        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})
         if self.reasoning_position not in ("before_label", "after_label"):
             from emotune.errors import EmotuneError
 
             raise EmotuneError(f"model.lm.reasoning_position must be before_label or after_label, got {self.reasoning_position!r}")
-        if self.input_layout not in ("lines", "grouped"):
+        if self.input_layout not in ("lines", "grouped", "assistant"):
             from emotune.errors import EmotuneError
 
-            raise EmotuneError(f"model.lm.input_layout must be lines or grouped, got {self.input_layout!r}")
+            raise EmotuneError(f"model.lm.input_layout must be lines, grouped or assistant, got {self.input_layout!r}")

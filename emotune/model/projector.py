@@ -15,7 +15,7 @@ from torch import nn
 
 class Projector(nn.Module):
     def __init__(self, in_dim: int, hidden_size: int, tokens: int, kind: str = "mlp", mlp_hidden: int = 1024,
-                 embed_rms: float = 1.0, sequence: bool = False, noise: float = 0.0):
+                 embed_rms: float = 1.0, sequence: bool = False, noise: float = 0.0, rank: int = 8):
         super().__init__()
         self.sequence = sequence
         self.noise = noise
@@ -24,10 +24,14 @@ class Projector(nn.Module):
         out = self.tokens * hidden_size
         if kind == "linear":
             self.net = nn.Linear(in_dim, out)
+        elif kind == "lowrank":
+            # A linear map through `rank` dimensions: few parameters on the input side (in_dim x rank, as a
+            # linear classifier of rank classes has), for corpora of a thousand clips.
+            self.net = nn.Sequential(nn.Linear(in_dim, rank), nn.Linear(rank, out))
         elif kind == "mlp":
             self.net = nn.Sequential(nn.Linear(in_dim, mlp_hidden), nn.GELU(), nn.Linear(mlp_hidden, out))
         else:
-            raise ValueError(f"projector kind must be 'linear' or 'mlp', got {kind!r}")
+            raise ValueError(f"projector kind must be 'linear', 'lowrank' or 'mlp', got {kind!r}")
         self.gain = nn.Parameter(torch.full((hidden_size,), float(embed_rms)))
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))

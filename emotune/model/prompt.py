@@ -133,7 +133,18 @@ class PromptRenderer:
              assistant_open: bool = True, clues: str = "") -> str:
         """The rendered prompt with slot markers (each marker stands for n placeholder tokens)."""
         lines = []
-        if self.layout == "grouped":
+        opening = ""  # slot marks that open the assistant's turn (layout "assistant")
+        if self.layout == "assistant":
+            # The user turn only names the inputs; their tokens open the assistant's turn, just before the
+            # answer prefix, so with a fixed instruction every token before them is shared and computed
+            # once. The label is still read after the answer prefix, a position where the LM predicts a
+            # word (read straight after a feature token instead, training stayed at chance on RAVDESS).
+            present = [n for n in self.inputs if n_tokens.get(n, 0) > 0]
+            lines += [f"{describe_input(n)}: missing\n" for n in self.inputs if n not in present]
+            if present:
+                lines.append(f"{', then '.join(describe_input(n) for n in present)}: at the start of the answer\n")
+                opening = "".join(f"\ue000{n}:{n_tokens[n]}\ue001" for n in present)
+        elif self.layout == "grouped":
             # Missing inputs first, then one line naming the present inputs and holding all their tokens
             # (in input order, the order `EmotionLMNet.project` lays them out).
             present = [n for n in self.inputs if n_tokens.get(n, 0) > 0]
@@ -157,7 +168,7 @@ class PromptRenderer:
                              labels=self.labels, choose=self.choose)
         messages = ([{"role": "system", "content": t.system}] if t.system else []) + [{"role": "user", "content": user}]
         rendered = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return rendered + (t.answer_prefix if assistant_open else "")
+        return rendered + opening + (t.answer_prefix if assistant_open else "")
 
     def render(self, t: Template, n_tokens: dict[str, int], transcript: str, context: tuple[str, ...],
                assistant_open: bool = True, clues: str = "") -> Rendered:

@@ -150,9 +150,10 @@ def test_reasoning_position_added_later_keeps_old_reasoning_runs(tmp_path):
         check_or_claim(run, after, write=False)
 
 
-@pytest.mark.parametrize("key,changed", [("model.lm.input_layout", "grouped"), ("model.lm.feature_noise", "0.5")])
-def test_lm_input_settings_added_later_keep_old_lm_runs(tmp_path, key, changed):
-    """LM runs made before the grouped layout and feature noise existed had one line per input, no noise."""
+@pytest.mark.parametrize("key,changed", [("model.lm.input_layout", "grouped"), ("model.lm.feature_noise", "0.5"),
+                                         ("model.baseline.seeds", "3")])
+def test_settings_added_later_keep_old_runs(tmp_path, key, changed):
+    """Runs made before these keys existed had one line per input, no feature noise, one MLP net."""
     from emotune.identity import check_or_claim, make_identity
 
     lm = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [f"data.manifest={tmp_path}/m.jsonl"]))

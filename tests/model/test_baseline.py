@@ -182,6 +182,24 @@ def test_mlp_is_seeded(data):
     assert not np.array_equal(probs[0], probs[2])
 
 
+def test_mlp_seed_averaging_averages_the_members_and_round_trips(data, tmp_path):
+    train, val, test = data
+    one = [MLPBaseline(NAMES, ["a"], FAST, seed=s, train=FAST_TRAIN) for s in (4, 5)]
+    for m in one:
+        m.fit(train, val, None)
+    pair = MLPBaseline(NAMES, ["a"], dataclasses.replace(FAST, seeds=2), seed=4, train=FAST_TRAIN)
+    h = pair.fit(train, val, None)
+    # Member k is exactly the single net of seed 4 + k; the ensemble is their mean.
+    np.testing.assert_array_equal(pair.predict_proba(test), np.mean([m.predict_proba(test) for m in one], axis=0).astype(np.float32))
+    assert h["seeds"] == [4, 5] and [len(c["curve"]) for c in h["members"]] == [len(m.history["curve"]) for m in one]
+    assert h["best_val_ua"] == pytest.approx(selection_score("single", val.hard_labels(), pair.predict_proba(val), NAMES))
+    assert pair.init_hash == one[0].init_hash  # the first member starts where a one-net run does
+    pair.save(tmp_path)
+    np.testing.assert_array_equal(MLPBaseline.load(tmp_path).predict_proba(test), pair.predict_proba(test))
+    with pytest.raises(EmotuneError, match="seeds"):
+        BaselineConfig(seeds=0)
+
+
 @pytest.mark.parametrize("cls,target", [(LogisticBaseline, "single"), (LogisticBaseline, "multi"),
                                         (MLPBaseline, "single"), (MLPBaseline, "multi")])
 def test_save_load_round_trip_without_pickle(data, tmp_path, cls, target):
@@ -192,7 +210,7 @@ def test_save_load_round_trip_without_pickle(data, tmp_path, cls, target):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json", "baseline.safetensors"]
     back = cls.load(tmp_path)
     # The same forward from reloaded weights: a float64 dot over the inputs (LR) or the fp32 MLP; probabilities <= 1.
-    n = back.encoder.width if cls is LogisticBaseline else network_chain(back.net)
+    n = back.encoder.width if cls is LogisticBaseline else network_chain(back.nets[0])
     np.testing.assert_allclose(back.predict_proba(test), m.predict_proba(test), **tol(np.float32, n))
     meta = json.loads((tmp_path / "baseline.json").read_text())
     assert meta["kind"] == cls.kind and meta["target"] == target and meta["imbalance"] == "class_weights"

@@ -109,6 +109,30 @@ def test_grouped_layout_puts_every_feature_token_last_in_input_order(tiny_dir):
         LMConfig(input_layout="columns")
 
 
+def test_assistant_layout_opens_the_answer_with_the_feature_tokens(tiny_dir):
+    layout = make(tiny_dir, input_layout="assistant")
+    ex = random_examples(4, RAVDESS, SHAPES, seed=1)
+    ex.texts = [""] * 4  # a fixed instruction: everything before the features is shared
+    ex.features["egemaps"][2] = None
+    t = layout.templates[0]
+    prefix_ids = layout.tokenizer(t.answer_prefix, add_special_tokens=False).input_ids
+    rows = [layout.batcher.row(ex, i, t) for i in range(4)]
+    for r in rows:
+        pos = [p for p, _ in r.slots]
+        end = len(r.ids) - len(prefix_ids)
+        assert pos == list(range(end - len(pos), end))  # right before the answer prefix, adjacent
+        assert r.ids[end:] == prefix_ids and r.score_at == len(r.ids) - 1  # the label follows the prefix
+    text = layout.batcher.renderer.text(t, {"whisper_seq": 5}, "", ())
+    assert text.index("<|im_start|>assistant") < text.index("\ue000whisper_seq:5") < text.rindex(t.answer_prefix)
+    assert "Acoustic (eGeMAPS) features (egemaps): missing" in text
+    # Per sample only the feature tokens and the answer prefix are left once the shared prefix is cut.
+    same = [rows[i] for i in (0, 1, 3)]
+    assert layout.batcher.collate(same).ids.shape[1] == len(same[0].slots) + len(prefix_ids)
+    probs = layout.predict_proba(ex)
+    assert probs.shape == (4, len(RAVDESS)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert all(a.startswith(t.answer_prefix) for a in layout.generate(ex, max_new_tokens=2))
+
+
 def test_feature_noise_perturbs_training_inputs_only(tiny_dir):
     model = make(tiny_dir, feature_noise=0.5)
     proj = model.net.projectors["egemaps"]
@@ -121,6 +145,18 @@ def test_feature_noise_perturbs_training_inputs_only(tiny_dir):
     assert make(tiny_dir).net.projectors["egemaps"].noise == 0.0  # off by default
     with pytest.raises(EmotuneError, match="feature_noise"):
         LMConfig(feature_noise=-0.1)
+
+
+def test_lowrank_projector_maps_through_rank_dimensions(tiny_dir):
+    model = make(tiny_dir, projector="lowrank", projector_rank=3)
+    proj = model.net.projectors["egemaps"].eval()
+    assert [tuple(p.shape) for p in proj.net.parameters()] == [(3, 88), (3,), (proj.tokens * proj.hidden_size, 3), (proj.tokens * proj.hidden_size,)]
+    # Every output before the RMS norm lies in a 3-dim affine subspace, whatever the input.
+    pre = proj.net((torch.randn(20, 88) - proj.mean) / proj.std)
+    assert torch.linalg.matrix_rank(pre - pre[:1]).item() <= 3
+    assert model.predict_proba(random_examples(2, RAVDESS, SHAPES, seed=3)).shape == (2, len(RAVDESS))
+    with pytest.raises(EmotuneError, match="projector_rank"):
+        LMConfig(projector_rank=0)
 
 
 def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir):
