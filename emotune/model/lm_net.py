@@ -20,6 +20,9 @@ from emotune.errors import EmotuneError
 from emotune.model.projector import Projector
 
 
+PACK_MAX_ROW, PACK_MAX_TOKENS = 16, 512  # when `EmotionLMNet.hidden` packs a batch's rows (see _packed_hidden)
+
+
 def splice(embeds: torch.Tensor, slot_mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Put projected feature tokens [n_slots, H] at the slot positions of `embeds` [B, T, H].
 
@@ -148,8 +151,13 @@ class EmotionLMNet(nn.Module):
         """Final hidden states [B, S, H] of the non-prefix part (and the cache when asked)."""
         from transformers import DynamicCache
 
-        B = batch.ids.shape[0]
+        B, S = batch.ids.shape
         embeds = self.embed(batch)
+        P = len(batch.prefix)
+        # Short rows after a shared prefix are packed into one sequence; its mask grows with the square of
+        # the packed length, hence the limits (RAVDESS-like rows are 2-6 tokens, transcripts far longer).
+        if P and not keep_cache and batch.attention_mask is None and 1 < B and S <= PACK_MAX_ROW and B * S <= PACK_MAX_TOKENS:
+            return self._packed_hidden(batch, embeds), None
         cache = None
         if batch.prefix:
             kv = self._prefix_kv(batch.prefix)
@@ -157,6 +165,27 @@ class EmotionLMNet(nn.Module):
         out = self.base.get_decoder()(inputs_embeds=embeds, past_key_values=cache,
                                       use_cache=cache is not None or keep_cache)
         return out.last_hidden_state, out.past_key_values
+
+    def _packed_hidden(self, batch: Batch, embeds: torch.Tensor) -> torch.Tensor:
+        """`hidden` with the rows after the shared prefix laid end to end as one sequence: each token sees
+        the prefix and the earlier tokens of its own row (a block-diagonal causal mask) at its own row's
+        positions, so it computes what the batched form does. The prefix's keys and values are then used
+        once instead of being copied for every row at every layer (repeat_kv and the cache concatenation
+        cost about as much as the matmuls when rows are a few tokens long)."""
+        from transformers import DynamicCache
+
+        B, S, H = embeds.shape
+        P = len(batch.prefix)
+        dev = embeds.device
+        row = torch.arange(B, device=dev).repeat_interleave(S)
+        pos = torch.arange(S, device=dev).repeat(B)
+        seen = (row[:, None] == row[None, :]) & (pos[None, :] <= pos[:, None])
+        seen = torch.cat([torch.ones(B * S, P, dtype=torch.bool, device=dev), seen], dim=1)
+        mask = torch.zeros(seen.shape, dtype=embeds.dtype, device=dev).masked_fill(~seen, torch.finfo(embeds.dtype).min)
+        cache = DynamicCache(ddp_cache_data=list(self._prefix_kv(batch.prefix)))
+        out = self.base.get_decoder()(inputs_embeds=embeds.reshape(1, B * S, H), attention_mask=mask[None, None],
+                                      position_ids=(P + pos)[None], past_key_values=cache, use_cache=True)
+        return out.last_hidden_state.view(B, S, H)
 
     # -- closed-set head
     def label_scores(self, hidden: torch.Tensor, batch: Batch, cache=None) -> torch.Tensor:

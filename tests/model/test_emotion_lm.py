@@ -189,6 +189,27 @@ def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir):
     torch.testing.assert_close(shared, brute, **close)
 
 
+def test_packed_rows_compute_what_the_batched_rows_do(tiny_dir):
+    """Short rows after a long shared prefix are laid end to end as one sequence (block-diagonal mask):
+    the same hidden states as the batched form, padding included, and gradients reach the projectors."""
+    model = make(tiny_dir, input_layout="assistant", lora=False)
+    ex = random_examples(6, RAVDESS, SHAPES, seed=2)
+    ex.texts = [""] * 6
+    ex.features["whisper_seq"][4] = ex.features["whisper_seq"][4][:2]  # a shorter row: right padding
+    rows = [model.batcher.row(ex, i, model.templates[0], answer=RAVDESS[i]) for i in range(6)]
+    batch = model.batcher.collate(rows)
+    B, S = batch.ids.shape
+    assert S <= lm_net.PACK_MAX_ROW and B * S <= lm_net.PACK_MAX_TOKENS  # the case packing takes
+    embeds = model.net.embed(batch)
+    packed = model.net._packed_hidden(batch, embeds)
+    batched, _ = model.net.hidden(batch, keep_cache=True)  # keep_cache: the batched form
+    real = torch.tensor([[j < len(r.ids) - len(batch.prefix) for j in range(S)] for r in rows])
+    n = network_chain(model.net, len(batch.prefix) + S)
+    torch.testing.assert_close(packed[real], batched[real], **tol(torch.float32, n, float(batched.abs().max())))
+    model.net.hidden(batch)[0][real].sum().backward()  # hidden() packs this batch
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net.projectors.parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("target", ["single", "soft", "multi"])
 def test_targets_train_and_give_probabilities(tiny_dir, tmp_path, target):
     model = make(tiny_dir, target=target)
