@@ -189,10 +189,11 @@ def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir):
     torch.testing.assert_close(shared, brute, **close)
 
 
-def test_packed_rows_compute_what_the_batched_rows_do(tiny_dir):
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_packed_rows_compute_what_the_batched_rows_do(tiny_dir, attention):
     """Short rows after a long shared prefix are laid end to end as one sequence (block-diagonal mask):
     the same hidden states as the batched form, padding included, and gradients reach the projectors."""
-    model = make(tiny_dir, input_layout="assistant", lora=False)
+    model = make(tiny_dir, input_layout="assistant", lora=False, attention=attention)
     ex = random_examples(6, RAVDESS, SHAPES, seed=2)
     ex.texts = [""] * 6
     ex.features["whisper_seq"][4] = ex.features["whisper_seq"][4][:2]  # a shorter row: right padding
