@@ -73,6 +73,7 @@ LATER_KEYS = {
     "model.lm.reasoning_position": lambda keys: keys.get("model.lm.reasoning_position") == "before_label",
     "model.lm.input_layout": lambda keys: keys.get("model.lm.input_layout") == "lines",
     "model.lm.feature_noise": lambda keys: keys.get("model.lm.feature_noise") == 0,
+    "model.lm.mixup": lambda keys: keys.get("model.lm.mixup") == 0,
     "model.baseline.seeds": lambda keys: keys.get("model.baseline.seeds") == 1,
     "model.lm.projector_rank": lambda keys: keys.get("model.lm.projector") != "lowrank",
 }

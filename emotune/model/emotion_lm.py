@@ -14,7 +14,9 @@ Answers. The prompt ends with the template's answer prefix ("Emotion:"); the ans
   49k-word vocabulary. Multi-token labels are scored exactly by a short continuation over the cache.
 - Training loss: the imbalance-aware loss of `emotune.train.losses` over those closed-set scores,
   plus `lm_loss_weight` × next-token cross-entropy on the answer text (the label, the label list of a
-  multi-label target, or a reasoning text that ends in the label), only on answer tokens.
+  multi-label target, or a reasoning text that ends in the label), only on answer tokens. With
+  `model.lm.mixup` the vector features of pairs of batch samples are mixed and the closed-set target with
+  them (lm_batching.Batcher.mix); the answer text stays the dominant sample's label.
 - Generation: greedy decoding from the same embeddings; the text is parsed by `emotune.evaluate.decode`.
 
 Speed (a CPU has little to spare): the prompt prefix shared by a batch (system prompt, the start of
@@ -63,6 +65,12 @@ class EmotionLM:
         for n in inputs:
             if len(feature_shapes[n]) not in (1, 2):
                 raise EmotuneError(f"feature '{n}' has shape {feature_shapes[n]}: expected a vector (d,) or a sequence (rows, d)")
+        if cfg.mixup > 0:
+            sequences = [n for n in inputs if len(feature_shapes[n]) == 2]
+            if sequences:
+                raise EmotuneError(f"model.lm.mixup mixes vector features; {sequences} are sequences (rows differ in number)")
+            if target == "reasoning":
+                raise EmotuneError("model.lm.mixup needs a label target (single, soft or multi), not reasoning")
         self.label_names = list(label_names)
         self.inputs = list(inputs)
         self.feature_shapes = {n: tuple(int(x) for x in feature_shapes[n]) for n in inputs}
@@ -122,7 +130,8 @@ class EmotionLM:
 
     def make_batch(self, ex: Examples, index, generator: torch.Generator, reasoning: Optional[list[str]] = None) -> Batch:
         """A training batch: a template drawn per sample, inputs dropped at `modality_dropout`."""
-        return self.batcher.make_batch(ex, index, generator, self.templates, self.cfg.modality_dropout, reasoning)
+        return self.batcher.make_batch(ex, index, generator, self.templates, self.cfg.modality_dropout, reasoning,
+                                       self.cfg.mixup)
 
     # -- the EmotionModel protocol
     def fit(self, train: Examples, val: Examples, out_dir: Path, run_hash: str = "") -> dict:
@@ -142,7 +151,9 @@ class EmotionLM:
         tc = self.train_cfg
         kind = "focal" if tc.imbalance == "focal" else "ce"
         weights = class_weights(train.targets(self.target), len(self.label_names)) if tc.imbalance == "class_weights" else None
-        self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, "single" if self.target == "reasoning" else self.target)
+        # Mixup turns single-label targets into two-label mixes: the soft loss (exactly the single one on one-hot rows).
+        loss_target = "single" if self.target == "reasoning" else "soft" if self.cfg.mixup > 0 and self.target == "single" else self.target
+        self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, loss_target)
         task = LMTask(self, train, val, reasoning)
         return fit(self.net, task, tc, Path(out_dir), self.seed, run_hash)
 

@@ -143,8 +143,9 @@ class Batcher:
         return self.label_names[int(ex.y[i])]
 
     def make_batch(self, ex: Examples, index, generator: torch.Generator, templates: list[Template],
-                   modality_dropout: float, reasoning: Optional[list[str]] = None) -> Batch:
-        """A training batch: a template drawn per sample, inputs dropped at `modality_dropout`."""
+                   modality_dropout: float, reasoning: Optional[list[str]] = None, mixup: float = 0.0) -> Batch:
+        """A training batch: a template drawn per sample, inputs dropped at `modality_dropout`, features and
+        targets mixed in pairs when `mixup` > 0 (see `mix`)."""
         rows = []
         for i in index:
             i = int(i)
@@ -157,8 +158,30 @@ class Batcher:
                 if present and not keep and not ex.texts[i].strip():
                     keep = {present[int(torch.randint(len(present), (1,), generator=generator))]}  # never an empty prompt
             rows.append(self.row(ex, i, t, keep, lead=reasoning[i] if reasoning else None, answer=self.answer(ex, i)))
-        targets = ex.targets(self.target)[np.asarray(index, dtype=int)]
-        return self.collate(rows, torch.as_tensor(targets))
+        targets = torch.as_tensor(ex.targets(self.target)[np.asarray(index, dtype=int)])
+        if mixup > 0 and len(rows) > 1:
+            targets = self.mix(rows, targets, mixup, generator)
+        return self.collate(rows, targets)
+
+    def mix(self, rows: list[Row], targets: torch.Tensor, alpha: float, generator: torch.Generator) -> torch.Tensor:
+        """Mixup (`LMConfig.mixup`), in place on the rows' features: row b takes l_b·own + (1 - l_b)·partner's
+        vector features, l_b ~ Beta(alpha, alpha) folded to >= 0.5 so its own prompt and answer text stay the
+        dominant ones. Returns the targets mixed alike ([B, C]). A row whose partner has other inputs present,
+        or that has no features at all, is left whole (l_b = 1): mixing labels without inputs is label noise."""
+        rng = np.random.default_rng(int(torch.randint(2 ** 31 - 1, (1,), generator=generator)))
+        lam = rng.beta(alpha, alpha, len(rows))
+        lam = np.maximum(lam, 1 - lam)
+        partner = rng.permutation(len(rows))
+        own = [dict(r.features) for r in rows]
+        for b, r in enumerate(rows):
+            other = own[partner[b]]
+            if not own[b] or set(other) != set(own[b]):
+                lam[b] = 1.0
+                continue
+            r.features = {n: (lam[b] * a + (1 - lam[b]) * other[n]).astype(np.float32) for n, a in own[b].items()}
+        T = targets.float() if targets.ndim == 2 else torch.nn.functional.one_hot(targets.long(), len(self.label_names)).float()
+        weight = torch.as_tensor(lam, dtype=torch.float32)[:, None]
+        return weight * T + (1 - weight) * T[torch.as_tensor(partner)]
 
     def chunks(self, rows: list[Row]) -> list[np.ndarray]:
         # Similar lengths together: less padding.

@@ -40,6 +40,11 @@ class LMConfig:
     # Training only: Gaussian noise of this std added to each standardised input feature (a regulariser
     # for small corpora; evaluation always sees the clean features).
     feature_noise: float = 0.0
+    # Training only: mixup on the inputs (Zhang et al. 2018). Each sample's features are mixed with those of
+    # another sample of its batch, x = l·x_i + (1 - l)·x_j with l ~ Beta(mixup, mixup) folded to l >= 0.5,
+    # and its closed-set target becomes the same mix of the two labels; the prompt and the answer text stay
+    # the sample's own (its label weighs l >= 0.5). 0 = off; 0.2-0.4 is the usual range.
+    mixup: float = 0.0
     lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
     modality_dropout: float = 0.0  # training: drop each present input with this probability (it reads as missing)
     # Prompt templates (ids from emotune/model/prompts/*.yaml, a file stem = all its templates, or a
@@ -62,7 +67,7 @@ class LMConfig:
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})
+        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "mixup": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})
         if self.reasoning_position not in ("before_label", "after_label"):
             from emotune.errors import EmotuneError
 

@@ -147,6 +147,50 @@ def test_feature_noise_perturbs_training_inputs_only(tiny_dir):
         LMConfig(feature_noise=-0.1)
 
 
+def test_mixup_mixes_vector_features_and_targets_by_the_same_weight(tiny_dir, tmp_path):
+    shapes = {"egemaps": (88,), "whisper": (12,)}
+    model = make(tiny_dir, shapes=shapes, mixup=0.4)
+    ex = random_examples(8, RAVDESS, shapes, seed=2)
+    ex.features["whisper"][5] = None  # the only row without whisper: no partner has its inputs, it stays whole
+    batch = model.make_batch(ex, np.arange(8), torch.Generator().manual_seed(0))
+    T = batch.targets
+    assert T.shape == (8, len(RAVDESS)) and torch.allclose(T.sum(1), torch.ones(8))
+    onehot = F.one_hot(torch.as_tensor(ex.y).long(), len(RAVDESS)).float()
+    egemaps = dict(zip(batch.owners["egemaps"], batch.features["egemaps"]))
+    mixed = 0
+    for b in range(8):
+        x, own = egemaps[b], ex.features["egemaps"][b]
+        if np.array_equal(x, own):  # left whole (or mixed with itself): its own target
+            torch.testing.assert_close(T[b], onehot[b])
+            continue
+        mixed += 1
+        # x = l·own + (1 - l)·partner for exactly one partner j, and the target is mixed by that same l.
+        fits = []
+        for j in range(8):
+            d = own - ex.features["egemaps"][j]
+            if j == b or not d.any():
+                continue
+            lam = float(np.dot(x - ex.features["egemaps"][j], d) / np.dot(d, d))
+            if np.allclose(x, lam * own + (1 - lam) * ex.features["egemaps"][j], atol=1e-5):
+                fits.append((j, lam))
+        assert len(fits) == 1, fits
+        j, lam = fits[0]
+        assert 0.5 <= lam <= 1 and j != 5
+        torch.testing.assert_close(T[b], lam * onehot[b] + (1 - lam) * onehot[j], rtol=0, atol=1e-5)
+        w = dict(zip(batch.owners["whisper"], batch.features["whisper"]))[b]
+        np.testing.assert_allclose(w, lam * ex.features["whisper"][b] + (1 - lam) * ex.features["whisper"][j], atol=1e-5)
+    assert mixed >= 3 and np.array_equal(egemaps[5], ex.features["egemaps"][5])
+    assert np.isfinite(model.fit(ex, ex.subset([]), tmp_path)["history"][-1]["train_loss"])
+    # Off by default: class indices, features as cached.
+    plain = make(tiny_dir, shapes=shapes).make_batch(ex, np.arange(8), torch.Generator().manual_seed(0))
+    assert plain.targets.ndim == 1 and all(np.array_equal(a, ex.features["egemaps"][o]) for a, o in
+                                           zip(plain.features["egemaps"], plain.owners["egemaps"]))
+    with pytest.raises(EmotuneError, match="sequences"):
+        make(tiny_dir, mixup=0.4)  # SHAPES has a whisper_seq input
+    with pytest.raises(EmotuneError, match="mixup"):
+        LMConfig(mixup=-1)
+
+
 def test_lowrank_projector_maps_through_rank_dimensions(tiny_dir):
     model = make(tiny_dir, projector="lowrank", projector_rank=3)
     proj = model.net.projectors["egemaps"].eval()
