@@ -166,7 +166,8 @@ def time_training(device, shape, lora, attention, batch_size, steps) -> dict:
             flops.append(step_flops(model, batch, lora)["flops"])
     sec = float(np.median(times))
     out = {"s_per_step": round(sec, 4), "samples_per_s": round(batch_size / sec, 2),
-           "gflop_per_step": round(float(np.median(flops)) / 1e9, 1), "achieved_gflops": round(float(np.median(flops)) / sec / 1e9, 1),
+           # 3 significant digits, not 1 decimal: the reduced mode's tiny shape on a busy CPU runs at < 0.05 GFLOP/s
+           "gflop_per_step": float(f"{float(np.median(flops)) / 1e9:.3g}"), "achieved_gflops": float(f"{float(np.median(flops)) / sec / 1e9:.3g}"),
            "sequence": {"shared_prefix": len(batch.prefix), "suffix_padded": int(batch.ids.shape[1])}, "batch_size": batch_size}
     if device.type == "cuda":
         out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
