@@ -161,9 +161,18 @@ def done_variant(eval_dir: Path, overrides: list[str]) -> None:
 
 
 def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str = "runs/ablations",
-           extra: list[str] = ()) -> Path:
-    """`emotune ablate GRID.yaml`: train every setting on every fold (skipping done ones), then tabulate."""
-    grid = load_grid(grid_path)
+           extra: list[str] = (), only: Optional[list[str]] = None) -> Path:
+    """`emotune ablate GRID.yaml`: train every setting on every fold (skipping done ones), then tabulate.
+
+    `only` names the settings to train (a row added to a grid whose other rows ran elsewhere); the table
+    then holds the settings with finished runs in this output folder.
+    """
+    grid = full = load_grid(grid_path)
+    if only:
+        unknown = sorted(set(only) - set(grid.settings))
+        if unknown:
+            raise ConfigError(f"{grid_path}: no setting named {', '.join(unknown)} (settings: {', '.join(grid.settings)})")
+        grid = dataclasses.replace(grid, settings={k: v for k, v in grid.settings.items() if k in only})
     out = Path(root) / grid.name
     t0 = time.time()
     # Every (setting, fold) of the grid is one independent job: all of them go to the executor at once.
@@ -178,7 +187,8 @@ def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str 
     # Written only now that every existing run of the grid has been checked against its setting.
     out.mkdir(parents=True, exist_ok=True)
     (out / "grid.yaml").write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
-    (out / "command.txt").write_text(shlex.join(["emotune", "ablate", str(grid_path), *extra]) + "\n")
+    only_args = ["--only", ",".join(only)] if only else []
+    (out / "command.txt").write_text(shlex.join(["emotune", "ablate", str(grid_path), *only_args, *extra]) + "\n")
     run_jobs(jobs, opts, log=log)
     for setting, (overrides, fold_dirs) in runs.items():
         for variant, vov in grid.eval_variants.items():
@@ -189,10 +199,10 @@ def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str 
                 continue
             for d in fold_dirs:
                 done_variant(d / f"eval_test_{variant}", vov)
-    rows = collect(grid, out)
-    write_table(grid, rows, out)
-    write_figure(grid, rows, out)
+    rows = collect(full, out)
+    write_table(full, rows, out)
+    write_figure(full, rows, out)
     (out / "rows.json").write_text(json.dumps(rows, indent=1))
-    log(f"grid '{grid.name}' done in {time.time() - t0:.0f} s: {out / 'table.md'}")
+    log(f"grid '{full.name}' done in {time.time() - t0:.0f} s: {out / 'table.md'}")
     print((out / "table.md").read_text())
     return out

@@ -51,6 +51,7 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every setting (e.g. train.epochs=1)")
     add_executor_args(p)
     p.add_argument("--out", default="runs/ablations", help="parent folder of the grid's outputs")
+    p.add_argument("--only", help="comma-separated settings to run (default: all of the grid's)")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("fuse", help="late fusion of two CV runs (the `fusion` model), weights chosen on validation",
@@ -144,7 +145,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from emotune.experiments.ablate import ablate
 
-    ablate(args.grid, executor_options(args), root=args.out, extra=args.overrides)
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    ablate(args.grid, executor_options(args), root=args.out, extra=args.overrides, only=only)
     return 0
 
 

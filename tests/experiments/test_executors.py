@@ -77,6 +77,22 @@ def test_ray_retries_then_reports_what_kept_failing(tmp_path, ray_cluster):
     assert any("flaky finished" in line and "after 2 attempts" in line for line in lines)
 
 
+def test_only_trains_the_named_settings_and_the_table_keeps_every_finished_one(tmp_path, corpus):
+    """A row added to a grid runs alone (`--only`); rows already run in the folder stay in the table."""
+    from emotune.errors import ConfigError
+
+    grid = write_grid(tmp_path, corpus)
+    grid.write_text(grid.read_text().replace("folds: [0, 1]", "folds: [0]"))
+    out = ablate(str(grid), ExecutorOptions(kind="local"), root=str(tmp_path / "g"), only=["mean_std"])
+    assert [p.parent.parent.name for p in out.glob("*/*/DONE")] == ["mean_std"]
+    assert "--only mean_std" in (out / "command.txt").read_text()
+    ablate(str(grid), ExecutorOptions(kind="local"), root=str(tmp_path / "g"), only=["mean"])
+    rows = (out / "table.csv").read_text().strip().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["mean", "mean_std"]
+    with pytest.raises(ConfigError, match="no setting named meen"):
+        ablate(str(grid), ExecutorOptions(kind="local"), root=str(tmp_path / "g"), only=["meen"])
+
+
 def test_local_executor_reports_failures_after_running_the_rest(tmp_path):
     broken = Job("broken", [sys.executable, "-c", "import sys; sys.exit(5)"], tmp_path / "broken")
     fine = Job("fine", [sys.executable, "-c", "print('ok')"], tmp_path / "fine")
