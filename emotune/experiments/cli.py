@@ -62,6 +62,14 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="output CV folder of the fusion model")
     p.set_defaults(func=cmd_fuse)
 
+    p = sub.add_parser("ensemble", help="seed averaging: runs of one recipe (other seeds) read as one model",
+                       description="Average the class probabilities of runs trained on the same split (e.g. seed=0, 1, 2 "
+                                   "of one recipe), on the validation and test sides alike: nothing is chosen, so the "
+                                   "validation figure can decide between the ensemble and its members.")
+    p.add_argument("runs", nargs="+", help="run directories (`emotune train`) or CV directories (`emotune cv`)")
+    p.add_argument("-o", "--out", required=True, help="output run (or CV) folder of the ensemble")
+    p.set_defaults(func=cmd_ensemble)
+
     p = sub.add_parser("quickstart", help="the main job on the built-in synthetic corpus, end to end",
                        description="Generate the synthetic corpus, extract features, cross-validate a baseline and the "
                                    "emotion LM speaker-independently, and write a report.")
@@ -147,6 +155,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     ablate(args.grid, executor_options(args), root=args.out, extra=args.overrides, only=only)
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from emotune.experiments.ensemble import ensemble
+
+    ensemble(args.runs, args.out)
     return 0
 
 
