@@ -159,7 +159,8 @@ def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -
     sides = [[i for i in ids if i in keep] for ids in (fold.train, fold.val, fold.test)]
     label_of = {s.id: s.label or (s.labels[0] if s.labels else None) for s in samples}
     limits = (cfg.data.max_train, cfg.data.max_val or cfg.data.max_eval, cfg.data.max_eval)
-    sides = [subsample(ids, n, label_of, cfg.seed) if n else ids for ids, n in zip(sides, limits)]
+    draw_seed = cfg.seed if cfg.data.sample_seed is None else cfg.data.sample_seed
+    sides = [subsample(ids, n, label_of, draw_seed) if n else ids for ids, n in zip(sides, limits)]
     reasoning = None
     if cfg.data.target == "reasoning":
         reasoning = read_reasoning(cfg, samples)
