@@ -55,9 +55,6 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     for key, value in KIND_DEFAULTS.get(cfg.model.kind, {}).items():
         if key not in given:
             setattr(cfg.train, key, value)
-    if cfg.eval.quantize != "none" and cfg.model.kind != "emotion_lm":
-        raise ConfigError(f"{path or 'config'}: eval.quantize={cfg.eval.quantize} applies to the emotion LM, "
-                          f"not to model.kind={cfg.model.kind}")
     cfg.source = str(path or "")
     cfg.overrides = list(overrides)
     return cfg

@@ -76,7 +76,6 @@ LATER_KEYS = {
     "model.lm.mixup": lambda keys: keys.get("model.lm.mixup") == 0,
     "model.baseline.seeds": lambda keys: keys.get("model.baseline.seeds") == 1,
     "model.lm.projector_rank": lambda keys: keys.get("model.lm.projector") != "lowrank",
-    "eval.quantize": lambda keys: keys.get("eval.quantize") == "none",
     "data.sample_seed": lambda keys: keys.get("data.sample_seed") is None,
 }
 

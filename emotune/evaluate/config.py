@@ -19,9 +19,6 @@ class EvalConfig:
     ece_bins: int = 15  # equal-width bins of the calibration error
     # Test-time ablation: these model inputs are removed (read as missing) when evaluating a trained run.
     drop_inputs: list[str] = dataclasses.field(default_factory=list)
-    # The emotion LM's frozen decoder in int8 (dynamic quantisation, CPU only) for scoring, generation and
-    # serving: a speed choice for CPUs without bf16 units; training always runs in the model's own precision.
-    quantize: Literal["none", "int8"] = "none"
 
     def __post_init__(self) -> None:
         check_ranges(self, {"ece_bins": ">=1"})

@@ -314,7 +314,6 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     # hashes across folds prove that no fold started from another fold's weights.
     init = model.init_hash or before or "deterministic (no initial weights)"
     (run_dir / "init_hash.txt").write_text(init + "\n")
-    model.configure_eval(cfg)  # evaluation-time settings (eval.quantize), as `emotune eval` applies them
     thresholds = multi_label_thresholds(cfg, model, data.val, run_dir)
     metrics = evaluate(cfg, model, data.test if cfg.eval.split == "test" else data.val,
                        run_dir / f"eval_{cfg.eval.split}", cfg.eval.mode, label_set_for(cfg, manifest), thresholds)

@@ -85,9 +85,7 @@ class Baseline:
         return None  # the heads are built inside fit (their input width is known only then)
 
     def configure_eval(self, cfg) -> None:
-        """Nothing to set at evaluation time: a head has no prompts and no LM to quantise."""
-        if cfg.eval.quantize != "none":
-            raise EmotuneError(f"eval.quantize={cfg.eval.quantize} applies to the emotion LM, not to {self.kind}")
+        """Nothing to set at evaluation time: a head has no prompts."""
 
     def generate(self, ex: Examples) -> list[str]:
         raise EmotuneError(f"model kind {self.kind} does not generate text; use --mode score")

@@ -224,13 +224,10 @@ class EmotionLM:
         return [x.split(t.answer_prefix)[0] for x in texts]
 
     def configure_eval(self, cfg) -> None:
-        """Evaluation-time settings of `emotune eval` (another prompt pool, generation length, int8)."""
+        """Evaluation-time settings of `emotune eval` (another prompt pool, generation length)."""
         lm = cfg.model.lm
         self.eval_templates = load_templates(lm.eval_prompts or self.cfg.prompts)
         self.cfg = dataclasses.replace(self.cfg, eval_prompts=list(lm.eval_prompts), max_new_tokens=lm.max_new_tokens)
-        if cfg.eval.quantize == "int8":
-            self.net.quantize_int8()
-            self.precision = {**self.precision, "eval": "int8 dynamic (decoder linear layers)"}
 
     def state_hash(self) -> str:
         return state_hash(self.net.trainable_state())

@@ -95,8 +95,6 @@ class EmotionLMNet(nn.Module):
         return self.first_ids.device
 
     def train(self, mode: bool = True):
-        if mode and getattr(self, "quantized", False):
-            raise EmotuneError("an int8-quantised emotion LM is for inference only; load the run again to train")
         if self.lora:
             self._prefix_memo.clear()  # LoRA weights change in training: cached prefixes go stale
         return super().train(mode)
@@ -267,35 +265,6 @@ class EmotionLMNet(nn.Module):
                 logits = self.base.get_output_embeddings()(h).float()
                 loss = loss + self.lm_loss_weight * F.cross_entropy(logits, batch.lm_targets)
         return loss
-
-    # -- inference on a CPU
-    def quantize_int8(self) -> int:
-        """Swap the decoder's linear layers for int8 dynamically quantised ones (weights int8 per output
-        channel, activations quantised per call), for CPU inference only (`eval.quantize=int8`). Their
-        matmuls dominate closed-set scoring; int8 kernels (fbgemm: AVX2 / AVX-512 VNNI) run them ~2-3x faster
-        than fp32 on CPUs without bf16 units. The output rows the closed-set head reads and the projectors
-        stay fp32. LoRA weights are merged into the frozen layers first. Returns the layers converted."""
-        import warnings
-
-        if self.device.type != "cpu":
-            raise EmotuneError(f"eval.quantize=int8 runs on a CPU (dynamic int8 kernels); this model is on {self.device}")
-        if getattr(self, "quantized", False):
-            return 0
-        if self.lora:
-            self.lm = self.lm.merge_and_unload()
-            self.lora = False
-        decoder = self.base.get_decoder()
-        names = {n for n, m in decoder.named_modules() if isinstance(m, nn.Linear)}
-        with warnings.catch_warnings():
-            # torch.ao's eager quantisation is marked deprecated (its successor, torchao, is not installed
-            # here); its dynamic int8 linear is still the CPU kernel PyTorch ships.
-            warnings.simplefilter("ignore")
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-            quantize_dynamic(decoder, {n: per_channel_dynamic_qconfig for n in names}, dtype=torch.qint8, inplace=True)
-        self.quantized = True
-        self._prefix_memo.clear()  # prefixes computed with the fp32 layers
-        return len(names)
 
     # -- weights that training changes (+ the projectors' standardisation statistics)
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -378,30 +378,3 @@ m.fit(ex, ex, {str(tmp_path / 'run')!r})
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "is_gradient_checkpointing" not in out.stderr
-
-
-def test_int8_scoring_quantises_the_decoder_only_and_stays_close_to_fp32(tiny_dir):
-    """eval.quantize=int8: LoRA merged, every decoder linear layer int8, the head's rows and projectors fp32."""
-    from torch.ao.nn.quantized.dynamic import Linear as QLinear
-
-    model = make(tiny_dir)
-    ex = random_examples(12, RAVDESS, SHAPES, seed=3)
-    fp32 = model.predict_proba(ex)
-    n = model.net.quantize_int8()
-    decoder = model.net.base.get_decoder()
-    assert n > 0 and sum(isinstance(m, QLinear) for m in decoder.modules()) == n
-    assert not any(type(m) is torch.nn.Linear for m in decoder.modules())
-    assert isinstance(model.net.base.get_output_embeddings().weight, torch.Tensor)  # read by the closed-set head
-    assert model.net.quantize_int8() == 0  # once
-    int8 = model.predict_proba(ex)
-    np.testing.assert_allclose(int8.sum(1), 1.0, atol=1e-5)
-    assert 0 < np.abs(int8 - fp32).max() < 0.05
-    with pytest.raises(EmotuneError, match="inference only"):
-        model.net.train()
-
-
-def test_int8_is_refused_for_a_head_when_the_config_loads():
-    from emotune.config import load_config
-
-    with pytest.raises(EmotuneError, match="quickstart.yaml: eval.quantize=int8 applies to the emotion LM"):
-        load_config("configs/quickstart.yaml", ["model.kind=baseline_lr", "eval.quantize=int8"])
