@@ -66,7 +66,8 @@ def average_unit(runs: list[Path], out: Path) -> dict:
     (out / "ensemble.json").write_text(json.dumps({"members": [str(r) for r in runs], "rule": "mean of probabilities"},
                                                   indent=1))
     (out / "DONE").write_text("ensemble\n")
-    log(f"{out.name}: {len(runs)} members; validation UA {metrics['val']['ua']:.3f}, test UA {metrics['test']['ua']:.3f}")
+    # Only the validation figure is printed: it is the one a choice may be made on.
+    log(f"{out.name}: {len(runs)} members; validation UA {metrics['val']['ua']:.3f} (test side: {out / 'eval_test'})")
     return metrics["test"]
 
 
