@@ -76,7 +76,7 @@ LATER_KEYS = {
     "model.lm.mixup": lambda keys: keys.get("model.lm.mixup") == 0,
     "model.baseline.seeds": lambda keys: keys.get("model.baseline.seeds") == 1,
     "model.lm.projector_rank": lambda keys: keys.get("model.lm.projector") != "lowrank",
-    "data.sample_seed": lambda keys: keys.get("data.sample_seed") is None,
+    "data.split_seed": lambda keys: keys.get("data.split_seed") is None,
 }
 
 

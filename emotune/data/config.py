@@ -32,9 +32,10 @@ class DataConfig:
     # Validation side only (0 = max_eval): a model that validates every epoch (the LM) can select on a
     # stratified part of a large dev set while its test side stays whole.
     max_val: int = 0
-    # Seed of those draws (unset: the run's `seed`). Fix it to train other seeds of a model on the same
-    # samples (seed averaging: `emotune ensemble`).
-    sample_seed: Optional[int] = None
+    # Seed of the data draws: the validation groups (or ids) carved from each fold's training side and
+    # the max_* subsamples (unset: the run's `seed`). Fix it to train other seeds of a model on the same
+    # splits (seed averaging: `emotune ensemble`).
+    split_seed: Optional[int] = None
     context_turns: int = 0  # preceding dialogue turns given to the model (MELD/IEMOCAP), 0 = utterance only
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific (e.g. label_field)
 

@@ -68,9 +68,14 @@ def label_set_for(cfg: Config, manifest: Manifest):
     return load_label_set(cfg.data.label_set or manifest.label_set, cfg.data.subset)
 
 
+def split_seed(cfg: Config) -> int:
+    """The seed of the data draws (validation carving, subsamples): data.split_seed, else the run's seed."""
+    return cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+
+
 def folds_for(cfg: Config, manifest: Manifest) -> list[Fold]:
     return make_folds(manifest.samples, cfg.data.protocol, cfg.data.folds, cfg.data.val_groups,
-                      cfg.data.val_fraction, cfg.seed, cfg.data.fold_file, manifest.dataset, log)
+                      cfg.data.val_fraction, split_seed(cfg), cfg.data.fold_file, manifest.dataset, log)
 
 
 def asr_spec(cfg: Config) -> str:
@@ -159,8 +164,7 @@ def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -
     sides = [[i for i in ids if i in keep] for ids in (fold.train, fold.val, fold.test)]
     label_of = {s.id: s.label or (s.labels[0] if s.labels else None) for s in samples}
     limits = (cfg.data.max_train, cfg.data.max_val or cfg.data.max_eval, cfg.data.max_eval)
-    draw_seed = cfg.seed if cfg.data.sample_seed is None else cfg.data.sample_seed
-    sides = [subsample(ids, n, label_of, draw_seed) if n else ids for ids, n in zip(sides, limits)]
+    sides = [subsample(ids, n, label_of, split_seed(cfg)) if n else ids for ids, n in zip(sides, limits)]
     reasoning = None
     if cfg.data.target == "reasoning":
         reasoning = read_reasoning(cfg, samples)

@@ -71,13 +71,23 @@ def test_max_val_limits_the_validation_side_only(tmp_path):
         assert (len(data.train), len(data.val), len(data.test)) == sizes, overrides
         if "data.max_val=10" in overrides:
             assert sorted(data.val.hard_labels().tolist()) == [2] * 5 + [3] * 5  # stratified: 5 happy, 5 sad
-    # The draws follow the run's seed, or data.sample_seed when set (other seeds of a model, same samples).
+    # The draws follow the run's seed, or data.split_seed when set (other seeds of a model, same samples).
     drawn = {}
-    for overrides in (["seed=0"], ["seed=1"], ["seed=1", "data.sample_seed=0"]):
+    for overrides in (["seed=0"], ["seed=1"], ["seed=1", "data.split_seed=0"]):
         cfg = load_config(recipe, ["data.max_train=10", "data.max_val=10", *overrides])
         data = fold_data(cfg, manifest, folds_for(cfg, manifest)[0], {}, {})
         drawn[" ".join(overrides)] = (list(data.train.ids), list(data.val.ids))
-    assert drawn["seed=1"] != drawn["seed=0"] and drawn["seed=1 data.sample_seed=0"] == drawn["seed=0"]
+    assert drawn["seed=1"] != drawn["seed=0"] and drawn["seed=1 data.split_seed=0"] == drawn["seed=0"]
+    # Validation groups carved from a fold's training side follow it alike.
+    grouped = [Sample(id=f"g{g}_{i}", dataset="table", label=labels[i % 2], text="x", group=f"spk{g}")
+               for g in range(8) for i in range(4)]
+    write_manifest(tmp_path / "g.jsonl", "table", tmp_path, "ravdess", "all", grouped)
+    gm = read_manifest(tmp_path / "g.jsonl")
+    val = {}
+    for overrides in (["seed=0"], ["seed=1"], ["seed=1", "data.split_seed=0"]):
+        cfg = load_config(recipe, [f"data.manifest={tmp_path}/g.jsonl", "data.protocol=group_kfold", "data.folds=4", *overrides])
+        val[" ".join(overrides)] = [f.val for f in folds_for(cfg, gm)]
+    assert val["seed=1"] != val["seed=0"] and val["seed=1 data.split_seed=0"] == val["seed=0"]
 
 
 def test_a_model_refit_on_validation_is_compared_on_its_selection_score(tmp_path):
