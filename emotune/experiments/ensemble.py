@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from emotune.errors import EmotuneError
-from emotune.experiments.fuse import _side, read_predictions
+from emotune.experiments.fuse import read_predictions, side_predictions
 from emotune.experiments.run import log
 
 
@@ -51,9 +51,9 @@ def average_unit(runs: list[Path], out: Path) -> dict:
         raise EmotuneError(f"{runs[0]}: seed averaging here is for single-label runs (target {sorted(targets)})")
     metrics = {}
     for split in ("val", "test"):
-        ids, gold, probs, names = read_predictions(_side(runs[0], split))
+        ids, gold, probs, names = read_predictions(side_predictions(runs[0], split))
         for r in runs[1:]:
-            ids_r, _, p, names_r = read_predictions(_side(r, split), names)
+            ids_r, _, p, names_r = read_predictions(side_predictions(r, split), names)
             if ids_r != ids or sorted(names_r) != sorted(names):
                 raise EmotuneError(f"{r} scored other {split} samples or labels than {runs[0]}")
             probs = probs + p

@@ -63,14 +63,22 @@ def choose_weight(pa: np.ndarray, pb: np.ndarray, gold: np.ndarray, names: list[
     return w, scores
 
 
-def _side(fold_dir: Path, split: str) -> Path:
+def side_predictions(fold_dir: Path, split: str) -> Path:
+    """A finished run's predictions.jsonl on its validation or test side (the validation side is scored
+    when absent). A model refit on its validation groups has no honest validation predictions: refused."""
     path = fold_dir / f"eval_{split}" / "predictions.jsonl"
+    if split == "val":
+        history_file = fold_dir / "history.json"
+        history = json.loads(history_file.read_text()) if history_file.exists() else {}
+        if history.get("refit_on_validation"):
+            raise EmotuneError(f"{fold_dir}: the model was refit on its validation groups, so its scores there are "
+                               f"in-sample and cannot weigh or compare models (set model.baseline.refit=false)")
     if not path.exists():
         if split == "test":
             raise EmotuneError(f"{path} not found")
         from emotune.experiments.run import eval_run
 
-        log(f"{fold_dir}: scoring its validation side for the fusion weight")
+        log(f"{fold_dir}: scoring its validation side")
         eval_run(str(fold_dir), split=split)
     return path
 
@@ -92,8 +100,8 @@ def fuse(cv_a: str, cv_b: str, out: str, command: str = "") -> dict:
             raise EmotuneError(f"fold {name}: {da} and {db} were trained on different splits (fold.json differs)")
         sides = {}
         for split in ("val", "test"):
-            ids_a, gold, pa, names = read_predictions(_side(da, split))
-            ids_b, _, pb, names_b = read_predictions(_side(db, split), names)
+            ids_a, gold, pa, names = read_predictions(side_predictions(da, split))
+            ids_b, _, pb, names_b = read_predictions(side_predictions(db, split), names)
             if ids_a != ids_b or sorted(names_b) != sorted(names):
                 raise EmotuneError(f"fold {name}, {split}: the two runs scored different samples or labels")
             sides[split] = (ids_a, np.array([names.index(g) if g in names else -1 for g in gold]), pa, pb)

@@ -60,3 +60,12 @@ def test_members_on_other_splits_are_refused(tmp_path):
         ensemble([str(a), str(b)], str(tmp_path / "ens"))
     with pytest.raises(EmotuneError, match="at least two"):
         ensemble([str(a)], str(tmp_path / "ens"))
+
+
+def test_a_member_refit_on_its_validation_side_is_refused(tmp_path):
+    """Its validation scores are in-sample: averaging them would flatter the ensemble."""
+    p = [[0.9, 0.1]] * 4
+    a, b = fake_run(tmp_path / "a", p, p), fake_run(tmp_path / "b", p, p)
+    (b / "history.json").write_text(json.dumps({"refit_on_validation": True}))
+    with pytest.raises(EmotuneError, match="refit on its validation groups"):
+        ensemble([str(a), str(b)], str(tmp_path / "ens"))
