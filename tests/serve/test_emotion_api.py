@@ -95,12 +95,14 @@ def test_long_clip_is_extracted_in_the_worker_with_the_same_result(emotion_serve
 
 def test_a_short_clip_does_not_wait_for_a_long_one(emotion_server, tmp_path):
     """Both need Whisper (no text sent). The long clip is transcribed in the worker process, so the short one
-    is answered while the long one is still running, in a fraction of its time (in one process, the short
-    one waited for the long transcription to finish)."""
+    is answered while the long one is still running (in one process, the short one waited for the long
+    transcription to finish, so it came back after it). Only the order is asserted: a latency ratio depends
+    on the CPU and failed on a fast one with a 45 s clip, so the long clip is near the limit and the short one
+    goes out as soon as the long one is seen running."""
     import threading
 
     url = emotion_server["url"]
-    long = speech_clip(tmp_path / "long.wav", 45.0)
+    long = speech_clip(tmp_path / "long.wav", MAX_DURATION_S - 2)
     short = ravdess_clips(actor=3, count=1)[0]
     box = {}
 
@@ -110,17 +112,21 @@ def test_a_short_clip_does_not_wait_for_a_long_one(emotion_server, tmp_path):
             r = httpx.post(f"{url}/v1/emotion", files={"file": (path.name, f)}, timeout=600)
         box[name] = (r.status_code, time.perf_counter() - t0, time.perf_counter())
 
+    # Both lanes warm first: the worker process is spawned (imports, model loads) by its first long clip,
+    # and that start-up, not the order of service, is what a cold race would measure.
+    send("warm_long", speech_clip(tmp_path / "warm.wav", LONG_CLIP_S + 1))
+    send("warm_short", short)
+    assert box["warm_long"][0] == 200 and box["warm_short"][0] == 200, box
     thread = threading.Thread(target=send, args=("long", long))
     thread.start()
     while httpx.get(f"{url}/health").json()["pending"] < 1:
         assert thread.is_alive(), box  # answered before it was seen running: refused
-        time.sleep(0.1)
-    time.sleep(2)  # the long one is being extracted
+        time.sleep(0.05)
     send("short", short)
+    long_still_running = thread.is_alive()
     thread.join(600)
     assert box["short"][0] == 200 and box["long"][0] == 200
-    assert box["short"][2] < box["long"][2]  # answered first, though sent later
-    assert box["short"][1] < box["long"][1] / 2, box
+    assert long_still_running and box["short"][2] < box["long"][2], box  # answered first, though sent later
 
 
 def test_over_long_media_get_413_before_any_extraction(emotion_server, tmp_path):
