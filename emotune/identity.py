@@ -59,6 +59,9 @@ def make_identity(cfg, fold_json: Optional[str] = None, drop: tuple[str, ...] = 
     manifest = Path(cfg.data.manifest_path())
     data = {"manifest": file_digest(manifest) if manifest.exists() else None,
             "fold": digest(json.loads(fold_json)) if fold_json else None}
+    if cfg.data.augment:  # only when set: every run made before the key keeps its data hash
+        augment = Path(cfg.data.augment)
+        data["augment"] = file_digest(augment) if augment.exists() else None
     return {"config_hash": digest(keys), "data_hash": digest(data), "data": data, "config": keys}
 
 
@@ -77,6 +80,7 @@ LATER_KEYS = {
     "model.baseline.seeds": lambda keys: keys.get("model.baseline.seeds") == 1,
     "model.lm.projector_rank": lambda keys: keys.get("model.lm.projector") != "lowrank",
     "data.split_seed": lambda keys: keys.get("data.split_seed") is None,
+    "data.augment": lambda keys: keys.get("data.augment") is None,
 }
 
 
@@ -93,9 +97,9 @@ def describe_difference(old: dict, new: dict) -> str:
     parts = [f"{k} {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in sorted(set(a) | set(b))
              if a.get(k) != b.get(k)]
     da, db = old.get("data", {}), new.get("data", {})
-    for what in ("manifest", "fold"):
+    for what in ("manifest", "fold", "augment"):
         if da.get(what) != db.get(what):
-            parts.append(f"the {what} changed")
+            parts.append(f"the {what} changed" if what != "augment" else "the augmentation manifest changed")
     return ", ".join(parts) or "config hash differs"
 
 

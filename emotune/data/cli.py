@@ -1,4 +1,4 @@
-"""CLI verbs of the data stage: prepare, splits, data stats."""
+"""CLI verbs of the data stage: prepare, augment, splits, data stats."""
 
 from __future__ import annotations
 
@@ -44,6 +44,19 @@ def register(sub) -> None:
     p.add_argument("--no-media-check", action="store_true", help="do not check that media files exist")
     p.set_defaults(func=cmd_prepare)
 
+    p = sub.add_parser("augment", help="write speed-perturbed copies of a manifest's audio, for training (data.augment)",
+                       description="Resample every audio clip by each factor (0.9: slower and lower; 1.1: faster and\n"
+                                   "higher) into audio files beside a new manifest of copies. A run given it as\n"
+                                   "data.augment adds the copies of its training ids to the training side only.",
+                       epilog="example:\n  emotune augment runs/manifests/ravdess.jsonl --speed 0.9 1.1 "
+                              "-o runs/manifests/ravdess_speed.jsonl",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("manifest", help="manifest written by `emotune prepare`")
+    p.add_argument("--speed", type=float, nargs="+", required=True, help="speed factors, e.g. 0.9 1.1")
+    p.add_argument("-o", "--output", required=True, help="manifest of the copies to write (JSONL)")
+    p.add_argument("--audio-dir", help="folder for the copies' audio (default: <output stem>_audio beside it)")
+    p.set_defaults(func=cmd_augment)
+
     p = sub.add_parser("splits", help="write leakage-free folds (lists of ids) for a manifest",
                        description="Make the folds of a split protocol and check that no id or group leaks.")
     p.add_argument("manifest", help="manifest written by `emotune prepare`")
@@ -84,6 +97,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     # The root goes in as typed: prepare records it relative to EMOTUNE_DATA when it was found there.
     prepare(args.dataset, args.root, Path(args.output), options, args.skip_invalid,
             args.subset, check_media=not args.no_media_check)
+    return 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from emotune.data.augment import augment_manifest
+    from emotune.data.sample import read_manifest
+
+    n = augment_manifest(read_manifest(args.manifest), args.speed, Path(args.output),
+                         Path(args.audio_dir) if args.audio_dir else None)
+    print(f"wrote {n} copies to {args.output}")
     return 0
 
 

@@ -36,6 +36,9 @@ class DataConfig:
     # the max_* subsamples (unset: the run's `seed`). Fix it to train other seeds of a model on the same
     # splits (seed averaging: `emotune ensemble`).
     split_seed: Optional[int] = None
+    # Perturbed copies of the training clips (a manifest written by `emotune augment`): the copies of each
+    # fold's training ids join its training side; validation and test stay original clips.
+    augment: Optional[str] = None
     context_turns: int = 0  # preceding dialogue turns given to the model (MELD/IEMOCAP), 0 = utterance only
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific (e.g. label_field)
 

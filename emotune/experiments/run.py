@@ -27,6 +27,7 @@ from typing import Optional
 import numpy as np
 
 from emotune.config import Config, load_config, save_config
+from emotune.data.augment import copies_of, read_copies
 from emotune.data.examples import Examples, build_examples
 from emotune.data.labels import load_label_set
 from emotune.data.sample import Manifest, read_manifest
@@ -105,11 +106,17 @@ def load_inputs(cfg: Config, manifest: Manifest) -> tuple[dict[str, dict[str, np
     from emotune.features.store import ensure_features, load_features, load_transcripts
 
     cache_dir = Path(cfg.features.cache_dir) if cfg.features.cache_dir else None
-    ensure_features(manifest, names, cache_dir, workers=cfg.features.workers)
     asr = asr_spec(cfg)
     vectors = [n for n in names if n != asr]
-    feats = load_features(manifest, vectors, cache_dir) if vectors else {}
-    transcripts = load_transcripts(manifest, cache_dir, asr) if asr in names else {}
+    feats: dict[str, dict[str, np.ndarray]] = {n: {} for n in vectors}
+    transcripts: dict[str, str] = {}
+    # The training copies of data.augment are features like any clip's; they join only training sides (fold_data).
+    for m in (manifest, *([read_copies(cfg.data.augment, manifest)] if cfg.data.augment else [])):
+        ensure_features(m, names, cache_dir, workers=cfg.features.workers)
+        for n, values in (load_features(m, vectors, cache_dir) if vectors else {}).items():
+            feats[n].update(values)
+        if asr in names:
+            transcripts.update(load_transcripts(m, cache_dir, asr))
     return feats, transcripts
 
 
@@ -172,6 +179,16 @@ def fold_data(cfg: Config, manifest: Manifest, fold: Fold, feats, transcripts) -
         sides[0] = [i for i in sides[0] if reasoning.get(i)]
         if not sides[0]:
             raise EmotuneError(f"{cfg.data.instructions or cfg.data.dataset}: no reasoning text matches a training sample of this fold")
+    if cfg.data.augment:
+        if cfg.data.context_turns:
+            raise EmotuneError("data.augment adds copies of single clips; it cannot be combined with data.context_turns")
+        copies = read_copies(cfg.data.augment, manifest)
+        extra = copies_of(sides[0], copies)
+        log(f"{fold.name}: {len(extra)} perturbed copies of the {len(sides[0])} training samples join the training side "
+            f"({cfg.data.augment}); validation and test stay original")
+        wanted = set(extra)
+        samples = samples + [c for c in copies.samples if c.id in wanted]
+        sides[0] = sides[0] + extra
     built = [build_examples(samples, ids, labels, feats, cfg.data.context_turns, reasoning) for ids in sides]
     return FoldData(fold, *built)
 

@@ -39,20 +39,22 @@ def register(sub) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    """(manifest path, extractor specs, cache dir, workers, flush_every) from the recipe and the flags."""
+    """(manifest path, extractor specs, cache dir, workers, flush_every, augmentation manifest or None) from
+    the recipe and the flags."""
     from emotune.config import load_config
     from emotune.errors import EmotuneError
     from emotune.features.base import split_list
 
     if args.config:
         cfg = load_config(args.config, args.overrides)
-        manifest, feats = cfg.data.manifest_path(), cfg.features
+        manifest, feats, augment = cfg.data.manifest_path(), cfg.features, cfg.data.augment
         names, cache_dir, workers, flush = feats.extractors, feats.cache_dir, feats.workers, feats.flush_every
     else:
         if args.overrides:
             raise EmotuneError("key=value overrides need a recipe (CONFIG) before them")
-        manifest, names, cache_dir, workers, flush = None, ["egemaps"], None, 1, 32
-    manifest = args.manifest or manifest
+        manifest, names, cache_dir, workers, flush, augment = None, ["egemaps"], None, 1, 32, None
+    if args.manifest:  # another manifest than the recipe's: its training copies are not this one's
+        manifest, augment = args.manifest, None
     if not manifest:
         raise EmotuneError("no manifest: give a recipe (CONFIG) or --manifest M")
     if args.extractors:
@@ -63,7 +65,7 @@ def _settings(args: argparse.Namespace):
     if workers < 1:
         raise EmotuneError(f"--workers must be at least 1, got {workers}")
     return (manifest, names, args.cache_dir or cache_dir, workers,
-            args.flush_every if args.flush_every is not None else flush)
+            args.flush_every if args.flush_every is not None else flush, augment)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -72,19 +74,27 @@ def cmd_features(args: argparse.Namespace) -> int:
     from emotune.data.sample import read_manifest
     from emotune.features.store import coverage, default_cache_dir, ensure_features
 
-    manifest_path, names, cache_dir, workers, flush = _settings(args)
+    from emotune.data.augment import read_copies
+
+    manifest_path, names, cache_dir, workers, flush, augment = _settings(args)
     manifest = read_manifest(manifest_path)
     cache = default_cache_dir(cache_dir)
-    if args.check:
-        report = coverage(manifest, names, cache)
-        print(json.dumps(report, indent=1) if args.json else render_coverage(report, manifest_path, cache))
-        # Exit 1 when something was never extracted or cannot be (media gone, unreadable), so scripts and
-        # CI can test `emotune features --check`; samples that simply lack a modality do not count.
-        failed = report_failures(report, manifest_path)
-        return 1 if failed or any(r["not_extracted"] for r in report.values()) else 0
-    summary = ensure_features(manifest, names, cache, workers=workers, progress=not args.quiet, flush_every=flush)
-    print(json.dumps(summary, indent=1) if args.json else render_summary(summary, cache))
-    return 1 if report_failures(summary, manifest_path) else 0
+    # A recipe with data.augment trains on copies too: they are extracted (or checked) after the originals.
+    todo = [(manifest_path, manifest)] + ([(augment, read_copies(augment, manifest))] if augment else [])
+    status = 0
+    for path, m in todo:
+        if args.check:
+            report = coverage(m, names, cache)
+            print(json.dumps(report, indent=1) if args.json else render_coverage(report, path, cache))
+            # Exit 1 when something was never extracted or cannot be (media gone, unreadable), so scripts and
+            # CI can test `emotune features --check`; samples that simply lack a modality do not count.
+            failed = report_failures(report, path)
+            status |= 1 if failed or any(r["not_extracted"] for r in report.values()) else 0
+            continue
+        summary = ensure_features(m, names, cache, workers=workers, progress=not args.quiet, flush_every=flush)
+        print(json.dumps(summary, indent=1) if args.json else render_summary(summary, cache))
+        status |= 1 if report_failures(summary, path) else 0
+    return status
 
 
 SHOWN_FAILURES = 5
