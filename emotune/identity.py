@@ -81,6 +81,7 @@ LATER_KEYS = {
     "model.lm.projector_rank": lambda keys: keys.get("model.lm.projector") != "lowrank",
     "data.split_seed": lambda keys: keys.get("data.split_seed") is None,
     "data.augment": lambda keys: keys.get("data.augment") is None,
+    "train.label_smoothing": lambda keys: keys.get("train.label_smoothing") == 0,
 }
 
 

@@ -60,6 +60,10 @@ class Baseline:
         self.inputs = list(inputs)
         self.cfg = cfg
         self.train_cfg = train or train_defaults(self.kind)  # optimisation: the MLP's; unused by LR
+        if self.train_cfg.label_smoothing:  # (the check lives with the losses, which import torch)
+            from emotune.train.losses import check_smoothing
+
+            check_smoothing(self.train_cfg.label_smoothing, self.kind, imbalance, target)
         self.target = target
         self.imbalance = imbalance
         self.seed = int(seed)

@@ -38,7 +38,8 @@ class MLPBaseline(Baseline):
         from emotune.train.losses import class_weights, make_loss
 
         weights = class_weights(T, len(self.label_names)) if self.imbalance == "class_weights" else None
-        return make_loss("focal" if self.imbalance == "focal" else "ce", weights, self.focal_gamma, self.target)
+        return make_loss("focal" if self.imbalance == "focal" else "ce", weights, self.focal_gamma, self.target,
+                         self.train_cfg.label_smoothing)
 
     def fit(self, train: Examples, val: Examples, out_dir: Optional[Path] = None, run_hash: str = "") -> dict:
         import torch

@@ -71,6 +71,9 @@ class EmotionLM:
                 raise EmotuneError(f"model.lm.mixup mixes vector features; {sequences} are sequences (rows differ in number)")
             if target == "reasoning":
                 raise EmotuneError("model.lm.mixup needs a label target (single, soft or multi), not reasoning")
+        from emotune.train.losses import check_smoothing
+
+        check_smoothing(train_cfg.label_smoothing, "emotion_lm", train_cfg.imbalance, target)
         self.label_names = list(label_names)
         self.inputs = list(inputs)
         self.feature_shapes = {n: tuple(int(x) for x in feature_shapes[n]) for n in inputs}
@@ -153,7 +156,7 @@ class EmotionLM:
         weights = class_weights(train.targets(self.target), len(self.label_names)) if tc.imbalance == "class_weights" else None
         # Mixup turns single-label targets into two-label mixes: the soft loss (exactly the single one on one-hot rows).
         loss_target = "single" if self.target == "reasoning" else "soft" if self.cfg.mixup > 0 and self.target == "single" else self.target
-        self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, loss_target)
+        self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, loss_target, tc.label_smoothing)
         task = LMTask(self, train, val, reasoning)
         return fit(self.net, task, tc, Path(out_dir), self.seed, run_hash)
 

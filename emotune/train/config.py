@@ -26,6 +26,9 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation UA before stopping (0 = never stop early)
     imbalance: Imbalance = "none"
     focal_gamma: float = 2.0
+    # Label smoothing ε for the cross-entropy (single and soft targets; the LM and the MLP): the target
+    # becomes (1 - ε) · target + ε / classes.
+    label_smoothing: float = 0.0
     # Batch samples of similar length (shuffled within windows of 50 batches, batch order shuffled): less
     # padding per batch, same samples per epoch. Off (the default) = a plain shuffle, the order every
     # published run before it used; turn it on for corpora whose prompts differ a lot in length (MELD).
@@ -38,7 +41,7 @@ class TrainConfig:
     progress: bool = True  # progress bar with loss and rate on stderr
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "grad_accum": ">=1", "warmup": "0..1", "clip": ">=0", "weight_decay": ">=0", "patience": ">=0", "focal_gamma": ">=0", "checkpoint_every": ">=0", "eval_batch_size": ">=1"})
+        check_ranges(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "grad_accum": ">=1", "warmup": "0..1", "clip": ">=0", "weight_decay": ">=0", "patience": ">=0", "focal_gamma": ">=0", "label_smoothing": "0..1", "checkpoint_every": ">=0", "eval_batch_size": ">=1"})
 
 
 # The MLP head (a few thousand parameters on pooled features) trains for many short epochs on large

@@ -1,6 +1,6 @@
 """Losses shared by the baseline MLP and the emotion LM, with the imbalance options of the ablations.
 
-One factory, `make_loss(kind, class_weights, gamma, target)`, for every (loss, target) pair:
+One factory, `make_loss(kind, class_weights, gamma, target, smoothing)`, for every (loss, target) pair:
 
 | target | targets tensor                 | "ce"                       | "focal"                               |
 |--------|--------------------------------|----------------------------|---------------------------------------|
@@ -50,14 +50,36 @@ def _weighted_mean(terms: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (terms * weights).sum() / total.clamp_min(1e-12)
 
 
+def check_smoothing(smoothing: float, model_kind: str, imbalance: str, target: str) -> None:
+    """Refuse train.label_smoothing where it means nothing, when the model is built (before any training)."""
+    from emotune.errors import EmotuneError
+
+    if not smoothing:
+        return
+    if model_kind == "baseline_lr":
+        raise EmotuneError("train.label_smoothing needs a gradient-trained model (baseline_mlp or emotion_lm); "
+                           "logistic regression fits hard labels")
+    if imbalance == "focal" or target == "multi":
+        raise EmotuneError("train.label_smoothing smooths the cross-entropy of single or soft targets; it cannot be "
+                           f"combined with {'train.imbalance=focal' if imbalance == 'focal' else 'data.target=multi'}")
+
+
 def make_loss(kind: str = "ce", class_weights: Optional[Sequence[float]] = None, gamma: float = 2.0,
-              target: str = "single") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A callable (logits [N, C], targets) -> scalar loss; see the module docstring for the shapes."""
+              target: str = "single", smoothing: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A callable (logits [N, C], targets) -> scalar loss; see the module docstring for the shapes.
+
+    `smoothing` ε (label smoothing, single and soft targets, cross-entropy only): the target becomes
+    (1 - ε) · target + ε / C, so the model is never pushed towards a certainty the labels cannot back."""
     if kind not in KINDS:
         raise ValueError(f"loss kind must be one of {KINDS}, got {kind!r}")
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     focal = kind == "focal"
+    if smoothing and (focal or target == "multi"):
+        raise ValueError("label smoothing applies to the cross-entropy of single or soft targets, "
+                         f"not to {'the focal loss' if focal else 'multi-label targets'}")
     cw = None if class_weights is None else torch.as_tensor(np.asarray(class_weights), dtype=torch.float32)
 
     def weight_row(logits: torch.Tensor) -> torch.Tensor:
@@ -69,10 +91,13 @@ def make_loss(kind: str = "ce", class_weights: Optional[Sequence[float]] = None,
         logits = logits.float()
         keep = targets >= 0
         logits, targets = logits[keep], targets[keep].long()
-        logp = F.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
+        log_probs = F.log_softmax(logits, dim=-1)
+        logp = log_probs.gather(1, targets[:, None]).squeeze(1)
         terms = -logp
         if focal:
             terms = (1 - logp.exp()).pow(gamma) * terms
+        if smoothing:  # weighted by the gold class, as the plain term is
+            terms = (1 - smoothing) * terms - smoothing * log_probs.mean(dim=-1)
         return _weighted_mean(terms, weight_row(logits)[targets])
 
     def multi(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -86,6 +111,8 @@ def make_loss(kind: str = "ce", class_weights: Optional[Sequence[float]] = None,
 
     def soft(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits, targets = logits.float(), targets.float()
+        if smoothing:
+            targets = (1 - smoothing) * targets + smoothing / targets.shape[-1]
         logp = F.log_softmax(logits, dim=-1)
         terms = -logp
         if focal:

@@ -115,3 +115,33 @@ def test_balanced_weights_multi_label_favour_rare_labels():
     w = balanced_weights(y)
     assert np.isclose(w.sum(), 1.0)
     assert w[3] > w[0] and w[4] > w[0]  # the sample with the rare label, and the unlabelled "class"
+
+
+def test_label_smoothing_equals_torch_and_agrees_between_single_and_soft(batch):
+    logits, y = batch
+    for eps in (0.1, 0.3):
+        ref = F.cross_entropy(logits, y, label_smoothing=eps)
+        got = make_loss("ce", target="single", smoothing=eps)(logits, y)
+        assert torch.isclose(got, ref, **close(ref))
+        soft = make_loss("ce", target="soft", smoothing=eps)(logits, F.one_hot(y, 5).float())
+        assert torch.isclose(soft, ref, **close(ref))
+    # smoothing raises the loss of a confident right answer: the model is no longer pushed to certainty
+    confident = torch.tensor([[20.0, 0, 0, 0, 0]])
+    assert make_loss(smoothing=0.1)(confident, torch.tensor([0])) > make_loss()(confident, torch.tensor([0])) + 0.1
+
+
+def test_label_smoothing_refused_where_it_means_nothing():
+    from emotune.errors import EmotuneError
+    from emotune.train.losses import check_smoothing
+
+    for kind, target in (("focal", "single"), ("ce", "multi")):
+        with pytest.raises(ValueError, match="label smoothing"):
+            make_loss(kind, target=target, smoothing=0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        make_loss(smoothing=1.0)
+    with pytest.raises(EmotuneError, match="logistic regression"):
+        check_smoothing(0.1, "baseline_lr", "none", "single")
+    with pytest.raises(EmotuneError, match="train.imbalance=focal"):
+        check_smoothing(0.1, "emotion_lm", "focal", "single")
+    check_smoothing(0.1, "baseline_mlp", "class_weights", "soft")
+    check_smoothing(0.0, "baseline_lr", "none", "multi")
