@@ -72,7 +72,7 @@ def average_unit(runs: list[Path], out: Path) -> dict:
 
 
 def ensemble(members: list[str], out: str, command: str = "") -> dict:
-    from emotune.experiments.cv import format_summary, summarise
+    from emotune.experiments.cv import summarise
 
     if len(members) < 2:
         raise EmotuneError("an ensemble needs at least two runs")
@@ -94,5 +94,9 @@ def ensemble(members: list[str], out: str, command: str = "") -> dict:
     summary = summarise(fold_dirs, out_dir)
     summary["ensemble"] = {"members": list(members), "rule": "mean of probabilities, per fold"}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    log(format_summary(summary))
+    # Only the validation figure is printed: it is what the ensemble is judged on against its members, and
+    # a test summary on the screen would be read before that decision. The test figures are in summary.json.
+    val = summary.get("validation", {}).get("ua")
+    shown = f"validation UA {val['mean']:.3f} ± {val['std']:.3f}" if val else "no validation figures"
+    log(f"{len(fold_dirs)} folds, {len(members)} members: {shown} (test figures: {out_dir / 'summary.json'})")
     return summary

@@ -41,7 +41,7 @@ def test_members_wrong_on_different_samples_average_to_the_right_answers(tmp_pat
     assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"] == [str(a), str(b)]
 
 
-def test_cv_directories_are_averaged_fold_by_fold_with_a_summary(tmp_path):
+def test_cv_directories_are_averaged_fold_by_fold_with_a_summary(tmp_path, capsys):
     right, wrong = [[0.9, 0.1]] * 2 + [[0.1, 0.9]] * 2, [[0.1, 0.9]] * 2 + [[0.9, 0.1]] * 2
     for cv, probs in (("cv_a", right), ("cv_b", right)):
         for k in range(2):
@@ -50,6 +50,10 @@ def test_cv_directories_are_averaged_fold_by_fold_with_a_summary(tmp_path):
     assert summary["ua"]["per_fold"] == [pytest.approx(1.0), pytest.approx(1.0)]
     assert summary["validation"]["ua"]["per_fold"] == [pytest.approx(1.0), pytest.approx(0.0)]
     assert (tmp_path / "ens" / "summary.json").exists() and (tmp_path / "ens" / "fold1" / "DONE").exists()
+    # What is printed is the validation figure the ensemble is judged on, never a test summary
+    printed = capsys.readouterr().err
+    assert "validation UA 0.500 ± 0.500" in printed and "test figures:" in printed
+    assert "folds: WA" not in printed and "macro_f1" not in printed
 
 
 def test_members_on_other_splits_are_refused(tmp_path):
