@@ -98,9 +98,9 @@ def describe_difference(old: dict, new: dict) -> str:
     parts = [f"{k} {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in sorted(set(a) | set(b))
              if a.get(k) != b.get(k)]
     da, db = old.get("data", {}), new.get("data", {})
-    for what in ("manifest", "fold", "augment"):
-        if da.get(what) != db.get(what):
-            parts.append(f"the {what} changed" if what != "augment" else "the augmentation manifest changed")
+    for key, what in (("manifest", "the manifest"), ("fold", "the fold"), ("augment", "the augmentation manifest")):
+        if da.get(key) != db.get(key):
+            parts.append(f"{what} changed")
     return ", ".join(parts) or "config hash differs"
 
 

@@ -71,10 +71,9 @@ def _settings(args: argparse.Namespace):
 def cmd_features(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
+    from emotune.data.augment import read_copies
     from emotune.data.sample import read_manifest
     from emotune.features.store import coverage, default_cache_dir, ensure_features
-
-    from emotune.data.augment import read_copies
 
     manifest_path, names, cache_dir, workers, flush, augment = _settings(args)
     manifest = read_manifest(manifest_path)
