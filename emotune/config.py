@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from emotune.data.config import DataConfig
-from emotune.errors import ConfigError  # noqa: F401  (callers catch it from here too)
+from emotune.errors import ConfigError, EmotuneError  # noqa: F401  (callers catch ConfigError from here too)
 from emotune.evaluate.config import EvalConfig
 from emotune.features.config import FeaturesConfig
 from emotune.model.config import ModelConfig
@@ -55,6 +55,10 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     for key, value in KIND_DEFAULTS.get(cfg.model.kind, {}).items():
         if key not in given:
             setattr(cfg.train, key, value)
+    if cfg.train.refit and (cfg.model.kind != "emotion_lm" or cfg.data.target == "reasoning"):
+        raise EmotuneError(f"{path or 'config'}: train.refit retrains the emotion LM on a label target for the epoch "
+                           f"count chosen on validation; model.kind {cfg.model.kind} with data.target {cfg.data.target} "
+                           f"does not take it (the LR refits with model.baseline.refit)")
     cfg.source = str(path or "")
     cfg.overrides = list(overrides)
     return cfg

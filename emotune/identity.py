@@ -82,6 +82,7 @@ LATER_KEYS = {
     "data.split_seed": lambda keys: keys.get("data.split_seed") is None,
     "data.augment": lambda keys: keys.get("data.augment") is None,
     "train.label_smoothing": lambda keys: keys.get("train.label_smoothing") == 0,
+    "train.refit": lambda keys: not keys.get("train.refit"),
 }
 
 

@@ -64,13 +64,14 @@ def validation_metrics(fold_dirs: list[Path]) -> list[dict] | None:
 
     A model refit on training + validation once its setting was chosen (the LR's C) has seen the validation
     groups, so its scores there are in-sample: its figure is the one the choice was made on instead, the
-    selection score in `history.json` (e.g. {"ua": inner UA at the chosen C})."""
+    selection score in `history.json` (e.g. {"ua": inner UA at the chosen C}). An emotion LM refit for the
+    epoch count validation chose (`train.refit`) has the selected model's scores there in eval_val/."""
     from emotune.evaluate.writer import headline_metrics
 
     out = []
     for d in fold_dirs:
         history = json.loads((d / "history.json").read_text()) if (d / "history.json").exists() else {}
-        if history.get("refit_on_validation"):
+        if history.get("refit_on_validation") and "C" in history:
             metric = history.get("metric", "ua")
             out.append({metric: history[f"inner_{metric}"][str(history["C"])]})
         elif (d / "eval_val" / "metrics.json").exists():

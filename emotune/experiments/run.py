@@ -320,13 +320,18 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "command.txt").write_text((command or shlex.join(["emotune", *sys.argv[1:]])) + "\n")
         (run_dir / "fold.json").write_text(fold.to_json())
-    model = build_model(cfg, data.train.label_names, feature_shapes(feats) if feats else {})
+    check_refit(cfg, data, fold.name)
+    shapes = feature_shapes(feats) if feats else {}
+    model = build_model(cfg, data.train.label_names, shapes)
     log(f"{fold.name}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} — {cfg.model.kind}")
     # Models whose weights exist before fit hash them now; those built inside fit (the MLP head, whose
     # input width is known only then) set `init_hash` themselves.
     before = model.state_hash()
     t0 = time.time()
-    history = model.fit(data.train, data.val, run_dir / "model", run_hash=identity["config_hash"] + identity["data_hash"])
+    run_hash = identity["config_hash"] + identity["data_hash"]
+    history = model.fit(data.train, data.val, run_dir / ("selection" if cfg.train.refit else "model"), run_hash=run_hash)
+    if cfg.train.refit:
+        model, history = refit(cfg, model, history, data, shapes, run_dir, run_hash, label_set_for(cfg, manifest))
     if not main:  # under accelerate launch / torchrun: rank 0 saves and evaluates
         return {}
     model.save(run_dir / "model")
@@ -351,6 +356,34 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     log(f"{fold.name}: " + ", ".join(f"{k} {metrics[k]:.3f}" for k in ("wa", "ua", "macro_f1", "weighted_f1") if k in metrics),
         result=True)
     return metrics
+
+
+def check_refit(cfg: Config, data: FoldData, fold_name: str) -> None:
+    """`train.refit` needs validation samples to choose the epoch on: refused before training (the model kind
+    is checked when the config loads)."""
+    if cfg.train.refit and not len(data.val):
+        raise EmotuneError(f"train.refit needs validation samples to choose the epoch on, and {fold_name} has none "
+                           f"(data.val_groups / data.val_fraction)")
+
+
+def refit(cfg: Config, selected, history: dict, data: FoldData, shapes: dict, run_dir: Path, run_hash: str, label_set):
+    """`train.refit`: choose, then refit. `selected` was early-stopped on the validation side (run_dir/selection);
+    a model from the same start is trained on training + validation samples for the epoch count it kept
+    (run_dir/model). What validation decided is fixed first, with the selected model: its scores on the
+    validation side (eval_val/, the figures settings are compared on) and multi-label thresholds."""
+    epoch = history.get("best_epoch")
+    if not epoch:
+        raise EmotuneError(f"{run_dir}: train.refit found no epoch chosen on validation (no validation score was recorded)")
+    thresholds = multi_label_thresholds(cfg, selected, data.val, run_dir)
+    if is_main_process() and cfg.eval.split == "test":
+        val_metrics = evaluate(cfg, selected, data.val, run_dir / "eval_val", "score", label_set, thresholds)
+        (run_dir / "eval_val" / "metrics.json").write_text(json.dumps(val_metrics, indent=1, default=float))
+    refit_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epoch, patience=0))
+    model = build_model(refit_cfg, data.train.label_names, shapes)
+    both = data.train.concat(data.val)
+    log(f"{run_dir.name}: refit for the {epoch} epoch(s) chosen on validation, on training + validation ({len(both)} samples)")
+    refit_history = model.fit(both, data.val.subset([]), run_dir / "model", run_hash=run_hash + ":refit")
+    return model, {**history, "refit_on_validation": True, "refit_epochs": epoch, "refit": refit_history}
 
 
 def train(config: str, overrides: list[str]) -> Path:

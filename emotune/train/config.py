@@ -29,6 +29,11 @@ class TrainConfig:
     # Label smoothing ε for the cross-entropy (single and soft targets; the LM and the MLP): the target
     # becomes (1 - ε) · target + ε / classes.
     label_smoothing: float = 0.0
+    # Choose, then refit (the emotion LM): after early stopping has chosen the epoch on the validation side,
+    # train again from the same start on training + validation samples for that many epochs (the LR's
+    # model.baseline.refit, for the epoch count): no validation sample is lost to training. The selection
+    # run's validation scores stay the figures settings are compared on.
+    refit: bool = False
     # Batch samples of similar length (shuffled within windows of 50 batches, batch order shuffled): less
     # padding per batch, same samples per epoch. Off (the default) = a plain shuffle, the order every
     # published run before it used; turn it on for corpora whose prompts differ a lot in length (MELD).

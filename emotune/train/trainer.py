@@ -106,7 +106,7 @@ def epoch_order(task: Task, cfg: TrainConfig, seed: int, epoch: int, world: int 
 def run_identity(net: torch.nn.Module, task: Task, cfg: TrainConfig, seed: int, run_hash: str) -> dict:
     """What a checkpoint must have been trained under to be resumed: every setting that changes a step."""
     keys = {f"train.{f.name}": getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-            if f.name not in ("progress", "checkpoint_every")}
+            if f.name not in ("progress", "checkpoint_every", "refit")}  # refit: a later stage, not a step
     shapes = [(n, tuple(p.shape)) for n, p in net.named_parameters() if p.requires_grad]
     keys.update({"seed": seed, "n_train": task.n_train, "trainable": digest(shapes), "run": run_hash})
     return keys

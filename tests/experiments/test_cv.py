@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emotune.data.splits import Fold
+from emotune.errors import EmotuneError
 from emotune.experiments.cv import cv
 
 pytestmark = pytest.mark.slow
@@ -73,6 +75,44 @@ def test_lr_refit_on_validation_writes_no_in_sample_validation_figures(tmp_path,
     assert all(h["refit_on_validation"] for h in histories)
     assert not any((f / "eval_val").exists() for f in folds)
     assert summary["validation"]["ua"]["per_fold"] == [h["inner_ua"][str(h["C"])] for h in histories]
+
+
+def test_lm_refit_trains_the_chosen_epochs_on_training_and_validation(tmp_path, corpus):
+    """train.refit: the epoch is chosen on the validation speaker by an early-stopped model, whose validation
+    scores are the fold's validation figure; the kept model is then trained from the same start on training +
+    validation for that many epochs, and it is the one tested."""
+    from tests.model.tiny import make_tiny_lm
+
+    lm = make_tiny_lm(tmp_path / "lm")
+    config, overrides = recipe(tmp_path, corpus)
+    overrides = [o for o in overrides if not o.startswith(("model.kind", "train.epochs"))] + [
+        "model.kind=emotion_lm", f"model.lm.backbone={lm}", "model.lm.dtype=fp32", "model.lm.lora.enabled=false",
+        "model.lm.tokens=1", "model.lm.projector=linear", "train.epochs=3", "train.patience=0", "train.bf16=false",
+        "train.batch_size=16", "train.refit=true", "train.progress=false"]
+    summary = cv(config, overrides)
+    folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
+    assert len(folds) == 3
+    for f in folds:
+        fold = Fold.load(f / "fold.json")
+        h = json.loads((f / "history.json").read_text())
+        assert h["refit_on_validation"] and h["refit_epochs"] == h["best_epoch"]
+        # the refit took the chosen epochs over training + validation samples, with no validation pass
+        n = len(fold.train) + len(fold.val)
+        assert h["refit"]["steps"] == h["best_epoch"] * -(-n // 16) and h["refit"]["best_epoch"] is None
+        val_ids = [json.loads(l)["id"] for l in (f / "eval_val" / "predictions.jsonl").read_text().splitlines()]
+        assert set(val_ids) == set(fold.val)
+        assert json.loads((f / "eval_val" / "metrics.json").read_text())["ua"] == pytest.approx(h["best_val_ua"])
+        # the tested weights are the refit's, not the selected model's
+        from emotune.train.checkpoint import load_tensors
+
+        kept, chosen = load_tensors(f / "model" / "emotion_lm.safetensors"), load_tensors(f / "selection" / "best.safetensors")
+        assert any(not np.array_equal(kept[k].numpy(), chosen[k].numpy()) for k in kept)
+    assert summary["validation"]["ua"]["per_fold"] == pytest.approx(
+        [json.loads((f / "history.json").read_text())["best_val_ua"] for f in folds])
+
+    with pytest.raises(EmotuneError, match="train.refit"):
+        cv(config, [o for o in overrides if not o.startswith(("model.kind", "run_dir"))]
+           + ["model.kind=baseline_mlp", f"run_dir={tmp_path}/mlp"])
 
 
 @pytest.mark.faults
