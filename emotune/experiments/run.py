@@ -374,10 +374,11 @@ def refit(cfg: Config, selected, history: dict, data: FoldData, shapes: dict, ru
     epoch = history.get("best_epoch")
     if not epoch:
         raise EmotuneError(f"{run_dir}: train.refit found no epoch chosen on validation (no validation score was recorded)")
-    thresholds = multi_label_thresholds(cfg, selected, data.val, run_dir)
-    if is_main_process() and cfg.eval.split == "test":
-        val_metrics = evaluate(cfg, selected, data.val, run_dir / "eval_val", "score", label_set, thresholds)
-        (run_dir / "eval_val" / "metrics.json").write_text(json.dumps(val_metrics, indent=1, default=float))
+    if is_main_process():  # (rank 0 writes files; every process trains)
+        thresholds = multi_label_thresholds(cfg, selected, data.val, run_dir)
+        if cfg.eval.split == "test":
+            val_metrics = evaluate(cfg, selected, data.val, run_dir / "eval_val", "score", label_set, thresholds)
+            (run_dir / "eval_val" / "metrics.json").write_text(json.dumps(val_metrics, indent=1, default=float))
     refit_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epoch, patience=0))
     model = build_model(refit_cfg, data.train.label_names, shapes)
     both = data.train.concat(data.val)
