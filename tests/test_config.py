@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from emotune.config import ConfigError, load_config, save_config
+from emotune.errors import EmotuneError
 
 
 def write(tmp_path, text):
@@ -105,6 +106,14 @@ def test_train_settings_reach_the_mlp_and_its_own_defaults_fill_the_rest():
     assert mlp.train.epochs == 5 and mlp.train.batch_size == 64 and mlp.train.patience == 15  # MLP defaults
     lm = load_config(None, ["model.kind=emotion_lm"])
     assert lm.train.epochs == 10 and lm.train.batch_size == 16
+
+
+@pytest.mark.parametrize("overrides", [["model.kind=baseline_lr"], ["model.kind=baseline_mlp"],
+                                       ["model.kind=emotion_lm", "data.target=reasoning"]])
+def test_refit_is_refused_where_no_epoch_is_chosen_for_a_label_target(overrides):
+    with pytest.raises(EmotuneError, match=r"train\.refit .*model.kind"):
+        load_config(None, [*overrides, "train.refit=true"])
+    assert load_config(None, ["model.kind=emotion_lm", "train.refit=true"]).train.refit
 
 
 def test_train_epochs_changes_an_mlp_run():

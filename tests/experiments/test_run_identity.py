@@ -152,7 +152,7 @@ def test_reasoning_position_added_later_keeps_old_reasoning_runs(tmp_path):
 
 @pytest.mark.parametrize("key,changed", [("model.lm.input_layout", "grouped"), ("model.lm.feature_noise", "0.5"),
                                          ("model.lm.mixup", "0.4"), ("data.split_seed", "0"),
-                                         ("model.baseline.seeds", "3")])
+                                         ("model.baseline.seeds", "3"), ("train.refit", "true")])
 def test_settings_added_later_keep_old_runs(tmp_path, key, changed):
     """Runs made before these keys existed had one line per input, no feature noise, one MLP net."""
     from emotune.identity import check_or_claim, make_identity
