@@ -59,6 +59,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raise EmotuneError(f"{path or 'config'}: train.refit retrains the emotion LM on a label target for the epoch "
                            f"count chosen on validation; model.kind {cfg.model.kind} with data.target {cfg.data.target} "
                            f"does not take it (the LR refits with model.baseline.refit)")
+    if cfg.train.ema and cfg.model.kind != "emotion_lm":
+        raise EmotuneError(f"{path or 'config'}: train.ema averages the emotion LM's trained weights; model.kind "
+                           f"{cfg.model.kind} does not take it")
     cfg.source = str(path or "")
     cfg.overrides = list(overrides)
     return cfg

@@ -83,6 +83,7 @@ LATER_KEYS = {
     "data.augment": lambda keys: keys.get("data.augment") is None,
     "train.label_smoothing": lambda keys: keys.get("train.label_smoothing") == 0,
     "train.refit": lambda keys: not keys.get("train.refit"),
+    "train.ema": lambda keys: not keys.get("train.ema"),
 }
 
 

@@ -131,3 +131,9 @@ def test_train_epochs_changes_an_mlp_run():
         runs[epochs] = model.fit(train, val, None)
     assert runs[2]["epochs_run"] == 2 and runs[40]["epochs_run"] == 40
     assert not np.isclose(runs[2]["curve"][-1]["loss"], runs[40]["curve"][-1]["loss"])
+
+
+def test_weight_averaging_is_refused_where_the_trainer_does_not_run():
+    with pytest.raises(EmotuneError, match=r"train\.ema .*baseline_mlp"):
+        load_config(None, ["model.kind=baseline_mlp", "train.ema=0.99"])
+    assert load_config(None, ["model.kind=emotion_lm", "train.ema=0.99"]).train.ema == 0.99

@@ -6,6 +6,7 @@ Layout under a run's `checkpoints/` folder:
     step-000120/optimizer.safetensors  optimizer tensors (AdamW moments, step counts)
     step-000120/rng.safetensors        torch RNG state(s)
     step-000120/state.json             optimizer param groups, scheduler, position in training, history
+    step-000120/ema.safetensors        the weights' moving average (only when train.ema is on)
     latest                             name of the newest complete checkpoint
 
 A checkpoint is written into a temporary folder and renamed into place; `latest` is replaced
@@ -82,7 +83,7 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], optimizer_state: dict,
-                    scheduler_state: dict, progress: dict) -> Path:
+                    scheduler_state: dict, progress: dict, ema: Optional[dict[str, torch.Tensor]] = None) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
@@ -92,6 +93,8 @@ def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], opt
         save_tensors(weights, tmp / "weights.safetensors")
         save_tensors(opt_tensors, tmp / "optimizer.safetensors")
         save_tensors(rng_state(), tmp / "rng.safetensors")
+        if ema is not None:
+            save_tensors(ema, tmp / "ema.safetensors")
         atomic_write_json(tmp / "state.json", {"optimizer": opt_rest, "scheduler": scheduler_state, "progress": progress})
         final = root / name
         if final.exists():  # the same step saved before a kill; this copy is as good
@@ -107,7 +110,7 @@ def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], opt
 
 
 def load_latest(root: Path) -> Optional[dict]:
-    """The newest complete checkpoint as {weights, optimizer, scheduler, rng, progress}, or None."""
+    """The newest complete checkpoint as {weights, optimizer, scheduler, rng, progress, ema}, or None."""
     root = Path(root)
     pointer = root / "latest"
     if not pointer.exists():
@@ -123,4 +126,5 @@ def load_latest(root: Path) -> Optional[dict]:
         "scheduler": state["scheduler"],
         "rng": load_tensors(folder / "rng.safetensors"),
         "progress": state["progress"],
+        "ema": load_tensors(folder / "ema.safetensors") if (folder / "ema.safetensors").exists() else None,
     }

@@ -34,6 +34,11 @@ class TrainConfig:
     # model.baseline.refit, for the epoch count): no validation sample is lost to training. The selection
     # run's validation scores stay the figures settings are compared on.
     refit: bool = False
+    # Weight averaging: an exponential moving average of the trained weights (decay per optimizer step;
+    # 0 = off). Validation, early stopping and the kept model use the averaged weights, training goes on
+    # from the live ones. The decay warms up as min(ema, (1 + step) / (10 + step)), so the first steps'
+    # weights (near the random start) fade fast. 0.99 averages over about the last 100 steps.
+    ema: float = 0.0
     # Batch samples of similar length (shuffled within windows of 50 batches, batch order shuffled): less
     # padding per batch, same samples per epoch. Off (the default) = a plain shuffle, the order every
     # published run before it used; turn it on for corpora whose prompts differ a lot in length (MELD).
@@ -46,7 +51,7 @@ class TrainConfig:
     progress: bool = True  # progress bar with loss and rate on stderr
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "grad_accum": ">=1", "warmup": "0..1", "clip": ">=0", "weight_decay": ">=0", "patience": ">=0", "focal_gamma": ">=0", "label_smoothing": "0..1", "checkpoint_every": ">=0", "eval_batch_size": ">=1"})
+        check_ranges(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "grad_accum": ">=1", "warmup": "0..1", "clip": ">=0", "weight_decay": ">=0", "patience": ">=0", "focal_gamma": ">=0", "label_smoothing": "0..1", "ema": "0..1", "checkpoint_every": ">=0", "eval_batch_size": ">=1"})
 
 
 # The MLP head (a few thousand parameters on pooled features) trains for many short epochs on large

@@ -103,10 +103,20 @@ def epoch_order(task: Task, cfg: TrainConfig, seed: int, epoch: int, world: int 
     return order
 
 
+def update_average(averaged: dict[str, torch.Tensor], current: dict[str, torch.Tensor], decay: float, step: int) -> None:
+    """One step of the weights' exponential moving average; the decay warms up so early weights fade fast."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for name, value in current.items():
+            averaged[name].mul_(d).add_(value.detach().float(), alpha=1 - d)
+
+
 def run_identity(net: torch.nn.Module, task: Task, cfg: TrainConfig, seed: int, run_hash: str) -> dict:
     """What a checkpoint must have been trained under to be resumed: every setting that changes a step."""
     keys = {f"train.{f.name}": getattr(cfg, f.name) for f in dataclasses.fields(cfg)
             if f.name not in ("progress", "checkpoint_every", "refit")}  # refit: a later stage, not a step
+    if not cfg.ema:
+        del keys["train.ema"]  # checkpoints written before weight averaging existed stay resumable
     shapes = [(n, tuple(p.shape)) for n, p in net.named_parameters() if p.requires_grad]
     keys.update({"seed": seed, "n_train": task.n_train, "trainable": digest(shapes), "run": run_hash})
     return keys
@@ -145,6 +155,8 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
     identity = run_identity(raw, task, cfg, seed, run_hash)
     progress = {"epoch": 0, "micro": 0, "step": 0, "epoch_losses": [], "history": [], "best": None, "best_epoch": None, "bad_epochs": 0,
                 "stopped_early": False, "identity": identity}
+    # The weights' moving average (train.ema), kept in fp32 beside the live weights.
+    averaged = {k: v.detach().float().clone() for k, v in raw.trainable_state().items()} if cfg.ema else None
     saved = load_latest(ckpt_root)
     if saved is not None:
         # Resuming weights trained under other settings would give a run that matches no config.
@@ -154,6 +166,8 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
             raise EmotuneError(f"{ckpt_root}: checkpoint was written under other settings ({what}); "
                                f"delete {ckpt_root} to train from scratch, or use another run_dir")
         raw.load_trainable_state(saved["weights"])
+        if cfg.ema:
+            averaged = saved["ema"]
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
@@ -163,7 +177,7 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
     def checkpoint() -> None:
         if acc.is_main_process:
             save_checkpoint(ckpt_root, progress["step"], raw.trainable_state(), optimizer.state_dict(),
-                            scheduler.state_dict(), progress)
+                            scheduler.state_dict(), progress, ema=averaged)
         acc.wait_for_everyone()
 
     done = progress["stopped_early"]
@@ -197,6 +211,8 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 progress["step"] += 1
+                if averaged is not None:
+                    update_average(averaged, raw.trainable_state(), cfg.ema, progress["step"])
                 progress["micro"] = mi + 1
                 if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0 and mi + 1 < len(micro):
                     checkpoint()
@@ -205,6 +221,10 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
         bar.close()
 
         model.eval()
+        live = None
+        if averaged is not None:  # validate (and keep, if best) the averaged weights
+            live = {k: v.clone() for k, v in raw.trainable_state().items()}
+            raw.load_trainable_state(averaged)
         metrics = task.validate()
         train_loss = float(np.mean(losses)) if losses else None
         if world > 1 and train_loss is not None:  # each process saw its share of every batch: report the mean
@@ -222,6 +242,8 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
                 progress["bad_epochs"] += 1
             if cfg.patience and progress["bad_epochs"] >= cfg.patience:
                 progress["stopped_early"] = done = True
+        if live is not None:
+            raw.load_trainable_state(live)  # training goes on from the live weights
         log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()
                                                       if isinstance(v, float) and k != "lr"))
         progress["epoch"], progress["micro"], progress["epoch_losses"] = epoch + 1, 0, []
@@ -229,6 +251,8 @@ def fit(net: torch.nn.Module, task: Task, cfg: TrainConfig, out_dir: Path, seed:
 
     if progress["best"] is not None and (out_dir / BEST_FILE).exists():
         raw.load_trainable_state(load_tensors(out_dir / BEST_FILE))  # early stopping keeps the best epoch
+    elif averaged is not None:
+        raw.load_trainable_state(averaged)  # no validation: the average is the model
     raw.eval()
     return {"history": progress["history"], "best_epoch": progress["best_epoch"], f"best_val_{task.monitor}": progress["best"],
             "stopped_early": progress["stopped_early"], "steps": progress["step"]}

@@ -18,7 +18,7 @@ from emotune.model.emotion_lm import EmotionLM
 from emotune.model.lm_config import LMConfig, LoRAConfig
 from emotune.train import checkpoint
 from emotune.train.config import TrainConfig
-from emotune.train.trainer import group_by_length, schedule
+from emotune.train.trainer import group_by_length, schedule, update_average
 from tests.model.tiny import make_tiny_lm, random_examples
 from tests.tolerance import approx_abs, eps, network_chain, rtol, tol
 
@@ -166,11 +166,13 @@ def test_checkpoint_roundtrip_and_half_written_folders_are_ignored(tmp_path):
     p.sum().backward()
     opt.step()
     root = tmp_path / "ckpt"
-    checkpoint.save_checkpoint(root, 7, {"w": p.detach()}, opt.state_dict(), {"last_epoch": 1}, {"step": 7})
+    checkpoint.save_checkpoint(root, 7, {"w": p.detach()}, opt.state_dict(), {"last_epoch": 1}, {"step": 7},
+                               ema={"w": p.detach() * 0.5})
     (root / ".step-000008.half").mkdir()  # a kill during the next save leaves only this
     (root / ".step-000008.half" / "weights.safetensors").write_bytes(b"partial")
     state = checkpoint.load_latest(root)
     assert state["progress"] == {"step": 7} and torch.equal(state["weights"]["w"], p.detach())
+    assert torch.equal(state["ema"]["w"], p.detach() * 0.5)  # the weights' average resumes too
     fresh = torch.optim.AdamW([torch.nn.Parameter(p.detach().clone())], lr=0.1)
     fresh.load_state_dict(state["optimizer"])
     for key in ("exp_avg", "exp_avg_sq", "step"):
@@ -226,3 +228,45 @@ def test_accelerate_launch_two_processes_equals_one(tiny_dir, tmp_path):
         assert eb["val_ua"] == pytest.approx(ea["val_ua"], abs=1e-6)  # a ratio of counts: equal unless a prediction flips
     np.testing.assert_allclose(np.array(b["probs"]), np.array(a["probs"]), **tol(np.float32, n))
     assert (two / "model" / "checkpoints" / "latest").read_text().strip() == "step-000012"
+
+
+def test_weight_average_warms_up_then_decays():
+    avg = {"w": torch.zeros(2)}
+    update_average(avg, {"w": torch.ones(2)}, decay=0.9, step=1)  # d = min(0.9, 2/11): the start fades fast
+    assert torch.allclose(avg["w"], torch.full((2,), 9 / 11))
+    update_average(avg, {"w": torch.zeros(2)}, decay=0.9, step=1000)  # d = 0.9 once warmed up
+    assert torch.allclose(avg["w"], torch.full((2,), 0.9 * 9 / 11))
+
+
+def test_weight_averaging_keeps_the_average_and_leaves_training_alone(tiny_dir, tmp_path):
+    """train.ema: the live trajectory is the one without averaging, and the model kept is the moving
+    average of that trajectory at the end of the best epoch."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    train, val = random_examples(16, LABELS, SHAPES, seed=0), random_examples(8, LABELS, SHAPES, seed=1)
+    runs = {}
+    for ema in (0.0, 0.8):
+        model = _model(tiny_dir, epochs=3, patience=0, ema=ema)
+        names = [k for k, p in model.net.named_parameters() if p.requires_grad]
+        start = {k: v.clone() for k, v in model.net.trainable_state().items()}
+        steps = []
+        hook = register_optimizer_step_post_hook(
+            lambda opt, *_: steps.append({k: v.clone() for k, v in model.net.trainable_state().items()}))
+        try:
+            out = model.fit(train, val, tmp_path / f"ema{ema}")
+        finally:
+            hook.remove()
+        runs[ema] = (out, start, steps, model.net.trainable_state(), names)
+    (_, _, plain, _, names), (out, start, live, kept, _) = runs[0.0], runs[0.8]
+    assert len(live) == len(plain) == 6  # 3 epochs of 2 steps
+    for a, b in zip(plain, live):  # averaging never feeds back into training
+        for k in names:
+            assert torch.equal(a[k], b[k]), k
+    best_step = 2 * out["best_epoch"]
+    expected = {k: v.clone() for k, v in start.items()}
+    for step, weights in enumerate(live[:best_step], start=1):
+        update_average(expected, weights, 0.8, step)
+    for k in names:
+        torch.testing.assert_close(kept[k], expected[k], rtol=0, atol=0)
+        if best_step > 1:
+            assert not torch.equal(kept[k], live[best_step - 1][k])  # the average, not the live weights
