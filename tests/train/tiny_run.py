@@ -40,7 +40,8 @@ def main(lm_dir: str, out_dir: str, exact_batch: int = 0) -> None:
         cfg = LMConfig(backbone=lm_dir, dtype="fp32", tokens=2, modality_dropout=0.3, prompts=["default", "terse"],
                        lora=LoRAConfig(r=4, dropout=0.1))
         tc = TrainConfig(epochs=3, batch_size=8, grad_accum=2, lr=3e-3, patience=0, bf16=False, checkpoint_every=1,
-                         progress=False, imbalance="balanced_sampler", group_by_length=True)
+                         progress=False, imbalance="balanced_sampler", group_by_length=True,
+                         ema=0.9)  # the weights' average must resume exactly too
     model = EmotionLM(LABELS, list(SHAPES), SHAPES, cfg, tc, seed=3)
     history = model.fit(train, val, Path(out_dir) / "model")
     result = {"history": history, "probs": model.predict_proba(val).tolist()}
