@@ -15,7 +15,7 @@ Answers. The prompt ends with the template's answer prefix ("Emotion:"); the ans
 - Training loss: the imbalance-aware loss of `emotune.train.losses` over those closed-set scores,
   plus `lm_loss_weight` × next-token cross-entropy on the answer text (the label, the label list of a
   multi-label target, or a reasoning text that ends in the label), only on answer tokens. With
-  `model.lm.mixup` the vector features of pairs of batch samples are mixed and the closed-set target with
+  `model.lm.mixup` the features of pairs of batch samples are mixed and the closed-set target with
   them (lm_batching.Batcher.mix); the answer text stays the dominant sample's label.
 - Generation: greedy decoding from the same embeddings; the text is parsed by `emotune.evaluate.decode`.
 
@@ -65,12 +65,8 @@ class EmotionLM:
         for n in inputs:
             if len(feature_shapes[n]) not in (1, 2):
                 raise EmotuneError(f"feature '{n}' has shape {feature_shapes[n]}: expected a vector (d,) or a sequence (rows, d)")
-        if cfg.mixup > 0:
-            sequences = [n for n in inputs if len(feature_shapes[n]) == 2]
-            if sequences:
-                raise EmotuneError(f"model.lm.mixup mixes vector features; {sequences} are sequences (rows differ in number)")
-            if target == "reasoning":
-                raise EmotuneError("model.lm.mixup needs a label target (single, soft or multi), not reasoning")
+        if cfg.mixup > 0 and target == "reasoning":
+            raise EmotuneError("model.lm.mixup needs a label target (single, soft or multi), not reasoning")
         from emotune.train.losses import check_smoothing
 
         check_smoothing(train_cfg.label_smoothing, "emotion_lm", train_cfg.imbalance, target)

@@ -165,9 +165,11 @@ class Batcher:
 
     def mix(self, rows: list[Row], targets: torch.Tensor, alpha: float, generator: torch.Generator) -> torch.Tensor:
         """Mixup (`LMConfig.mixup`), in place on the rows' features: row b takes l_b·own + (1 - l_b)·partner's
-        vector features, l_b ~ Beta(alpha, alpha) folded to >= 0.5 so its own prompt and answer text stay the
+        features, l_b ~ Beta(alpha, alpha) folded to >= 0.5 so its own prompt and answer text stay the
         dominant ones. Returns the targets mixed alike ([B, C]). A row whose partner has other inputs present,
-        or that has no features at all, is left whole (l_b = 1): mixing labels without inputs is label noise."""
+        or that has no features at all, is left whole (l_b = 1): mixing labels without inputs is label noise.
+        Sequences mix row by row when both have the same shape (an image grid's cells are the same places in
+        every image); a pair whose sequences differ in length (speech of two durations) is left whole."""
         rng = np.random.default_rng(int(torch.randint(2 ** 31 - 1, (1,), generator=generator)))
         lam = rng.beta(alpha, alpha, len(rows))
         lam = np.maximum(lam, 1 - lam)
@@ -175,7 +177,7 @@ class Batcher:
         own = [dict(r.features) for r in rows]
         for b, r in enumerate(rows):
             other = own[partner[b]]
-            if not own[b] or set(other) != set(own[b]):
+            if not own[b] or set(other) != set(own[b]) or any(a.shape != other[n].shape for n, a in own[b].items()):
                 lam[b] = 1.0
                 continue
             r.features = {n: (lam[b] * a + (1 - lam[b]) * other[n]).astype(np.float32) for n, a in own[b].items()}

@@ -43,7 +43,8 @@ class LMConfig:
     # Training only: mixup on the inputs (Zhang et al. 2018). Each sample's features are mixed with those of
     # another sample of its batch, x = l·x_i + (1 - l)·x_j with l ~ Beta(mixup, mixup) folded to l >= 0.5,
     # and its closed-set target becomes the same mix of the two labels; the prompt and the answer text stay
-    # the sample's own (its label weighs l >= 0.5). 0 = off; 0.2-0.4 is the usual range.
+    # the sample's own (its label weighs l >= 0.5). Sequences mix row by row where two samples' shapes agree
+    # (image grids); pairs of different lengths stay unmixed. 0 = off; 0.2-0.4 is the usual range.
     mixup: float = 0.0
     lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
     modality_dropout: float = 0.0  # training: drop each present input with this probability (it reads as missing)

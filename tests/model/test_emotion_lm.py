@@ -185,10 +185,38 @@ def test_mixup_mixes_vector_features_and_targets_by_the_same_weight(tiny_dir, tm
     plain = make(tiny_dir, shapes=shapes).make_batch(ex, np.arange(8), torch.Generator().manual_seed(0))
     assert plain.targets.ndim == 1 and all(np.array_equal(a, ex.features["egemaps"][o]) for a, o in
                                            zip(plain.features["egemaps"], plain.owners["egemaps"]))
-    with pytest.raises(EmotuneError, match="sequences"):
-        make(tiny_dir, mixup=0.4)  # SHAPES has a whisper_seq input
     with pytest.raises(EmotuneError, match="mixup"):
         LMConfig(mixup=-1)
+
+
+def test_mixup_mixes_equal_shaped_sequences_row_by_row_and_leaves_unequal_lengths_whole(tiny_dir):
+    shapes = {"grid": (4, 6), "egemaps": (88,)}
+    model = make(tiny_dir, shapes=shapes, mixup=0.4)
+    ex = random_examples(8, RAVDESS, shapes, seed=3)
+    ex.features["grid"][6] = ex.features["grid"][6][:3]  # a shorter sequence: no partner shares its shape
+    batch = model.make_batch(ex, np.arange(8), torch.Generator().manual_seed(1))
+    onehot = F.one_hot(torch.as_tensor(ex.y).long(), len(RAVDESS)).float()
+    grid = dict(zip(batch.owners["grid"], batch.features["grid"]))
+    egemaps = dict(zip(batch.owners["egemaps"], batch.features["egemaps"]))
+    mixed = 0
+    for b in range(8):
+        own_vec = ex.features["egemaps"][b]
+        if np.array_equal(egemaps[b], own_vec):
+            assert np.array_equal(grid[b], ex.features["grid"][b])
+            torch.testing.assert_close(batch.targets[b], onehot[b])
+            continue
+        mixed += 1
+        # The vector input tells the partner and the weight; the grid must be mixed by the same ones, cell by cell.
+        fits = [(j, float(np.dot(egemaps[b] - ex.features["egemaps"][j], own_vec - ex.features["egemaps"][j])
+                          / np.dot(own_vec - ex.features["egemaps"][j], own_vec - ex.features["egemaps"][j])))
+                for j in range(8) if j != b]
+        j, lam = next((j, lam) for j, lam in fits if np.allclose(
+            egemaps[b], lam * own_vec + (1 - lam) * ex.features["egemaps"][j], atol=1e-5))
+        assert 6 not in (b, j)
+        np.testing.assert_allclose(grid[b], lam * ex.features["grid"][b] + (1 - lam) * ex.features["grid"][j], atol=1e-5)
+        torch.testing.assert_close(batch.targets[b], lam * onehot[b] + (1 - lam) * onehot[j], rtol=0, atol=1e-5)
+    assert mixed >= 3
+    assert np.array_equal(grid[6], ex.features["grid"][6]) and np.array_equal(egemaps[6], ex.features["egemaps"][6])
 
 
 def test_lowrank_projector_maps_through_rank_dimensions(tiny_dir):
