@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,20 @@ def test_settings_added_later_keep_old_runs(tmp_path, key, changed):
     other = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [f"data.manifest={tmp_path}/m.jsonl", f"{key}={changed}"]))
     with pytest.raises(EmotuneError, match=key.split(".")[-1]):
         check_or_claim(run, other, write=False)
+
+
+def test_a_subsampled_run_extracts_the_features_of_its_drawn_samples_only(tmp_path, corpus):
+    """data.max_train / max_eval draw a subset; only its samples are extracted, and the run trains on them."""
+    ov = overrides(tmp_path, corpus, "run") + ["data.max_train=8", "data.max_eval=6"]
+    run = emotune("train", "configs/quickstart.yaml", *ov)
+    assert run.returncode == 0, run.stderr[-2000:]
+    fold = json.loads((tmp_path / "run" / "fold.json").read_text())
+    sizes = re.search(r"train (\d+), val (\d+), test (\d+)", run.stderr)
+    drawn = sum(int(n) for n in sizes.groups())
+    check = emotune("features", "--manifest", f"{tmp_path}/manifest.jsonl", "--extractors", "logmel",
+                    "--cache-dir", f"{tmp_path}/cache", "--check", "--json")
+    report = json.loads(check.stdout)["logmel"]
+    # The cache holds the drawn samples of the three sides, not the whole corpus.
+    assert report["total"] == len(fold["train"]) + len(fold["val"]) + len(fold["test"]) > 3 * drawn
+    assert report["present"] == drawn and report["not_extracted"] == report["total"] - drawn
+    assert sum(1 for _ in open(tmp_path / "run" / "eval_test" / "predictions.jsonl")) == int(sizes.group(3)) <= 7
