@@ -88,12 +88,15 @@ class EmotionLM:
         torch.manual_seed(seed)  # same initial projector / LoRA weights for every fold
         if cfg.lora.enabled:
             lm = self._add_lora(lm, cfg.lora)
+        from emotune.model import probe_init
+
+        probe_init.check(cfg, self.inputs, self.feature_shapes, len(self.label_names))
         hidden_size = lm.config.get_text_config().hidden_size
         embed_rms = float(lm.get_input_embeddings().weight.float().pow(2).mean().sqrt())
         projectors = {
             n: Projector(self.feature_shapes[n][-1], hidden_size, cfg.tokens, cfg.projector, cfg.projector_hidden,
                          embed_rms, sequence=len(self.feature_shapes[n]) == 2, noise=cfg.feature_noise,
-                         rank=cfg.projector_rank)
+                         rank=cfg.projector_rank, act="relu" if cfg.probe_init == "mlp" else "gelu")
             for n in self.inputs
         }
         self.batcher = Batcher(self.tokenizer, self.label_names, self.inputs, self.feature_shapes, cfg.tokens, target,
@@ -148,13 +151,31 @@ class EmotionLM:
                 raise EmotuneError(f"feature '{name}' is missing for every training sample")
             proj.set_stats(arrays)
         tc = self.train_cfg
+        probe = self._probe_init(train, val) if self.cfg.probe_init != "none" else None
         kind = "focal" if tc.imbalance == "focal" else "ce"
         weights = class_weights(train.targets(self.target), len(self.label_names)) if tc.imbalance == "class_weights" else None
         # Mixup turns single-label targets into two-label mixes: the soft loss (exactly the single one on one-hot rows).
         loss_target = "single" if self.target == "reasoning" else "soft" if self.cfg.mixup > 0 and self.target == "single" else self.target
         self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, loss_target, tc.label_smoothing)
         task = LMTask(self, train, val, reasoning)
-        return fit(self.net, task, tc, Path(out_dir), self.seed, run_hash)
+        history = fit(self.net, task, tc, Path(out_dir), self.seed, run_hash)
+        return {**history, "probe_init": probe} if probe else history
+
+    def _probe_init(self, train: Examples, val: Examples) -> dict:
+        """Fit the head of `model.lm.probe_init` and start the projectors from it; its selection figures."""
+        import os
+        import sys
+
+        from emotune.model import probe_init
+
+        kind = self.cfg.probe_init
+        head, history = probe_init.fit_head(kind, self.label_names, self.inputs, self.target, self.train_cfg.imbalance,
+                                            self.seed, self.cfg.projector_hidden, train, val)
+        probe_init.load(self.net.projectors, self.inputs, kind, head)
+        keep = {k: v for k, v in history.items() if k != "curve" and not isinstance(v, (list, dict))}
+        if not os.environ.get("EMOTUNE_QUIET"):
+            print(f"projectors start from the {kind} head ({keep})", file=sys.stderr, flush=True)
+        return {"kind": kind, **keep}
 
     def predict_proba(self, ex: Examples) -> np.ndarray:
         """[N, C] closed-set probabilities, averaged over the evaluation templates."""

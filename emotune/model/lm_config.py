@@ -28,6 +28,12 @@ class LMConfig:
     projector: Literal["linear", "lowrank", "mlp"] = "mlp"
     projector_hidden: int = 1024  # hidden width of the 2-layer MLP projector
     projector_rank: int = 8  # inner width of the low-rank projector (a linear map through this many dimensions)
+    # Linear-probe-then-finetune (Kumar et al. 2022): before training, fit a head on the same training side
+    # (validation as the head itself uses it) and start each projector's first layer from it. lr: the
+    # logistic regression's class weights (a linear projector starts as a random map of its logits, a lowrank
+    # one with rank = the number of classes takes them as its first layer). mlp: the MLP head's hidden layer
+    # (projector: mlp of width projector_hidden, ReLU as in the head; one input). Then everything trains.
+    probe_init: Literal["none", "lr", "mlp"] = "none"
     tokens: int = 4  # LM tokens per vector feature (a sequence feature gives one token per row)
     # How the prompt lays out the inputs. lines: one line per input, its name then its tokens. grouped:
     # the names of the present inputs first, then all their tokens together at the end of the line, so
@@ -73,6 +79,10 @@ class LMConfig:
             from emotune.errors import EmotuneError
 
             raise EmotuneError(f"model.lm.reasoning_position must be before_label or after_label, got {self.reasoning_position!r}")
+        if self.probe_init not in ("none", "lr", "mlp"):
+            from emotune.errors import EmotuneError
+
+            raise EmotuneError(f"model.lm.probe_init must be none, lr or mlp, got {self.probe_init!r}")
         if self.input_layout not in ("lines", "grouped", "assistant"):
             from emotune.errors import EmotuneError
 

@@ -15,7 +15,8 @@ from torch import nn
 
 class Projector(nn.Module):
     def __init__(self, in_dim: int, hidden_size: int, tokens: int, kind: str = "mlp", mlp_hidden: int = 1024,
-                 embed_rms: float = 1.0, sequence: bool = False, noise: float = 0.0, rank: int = 8):
+                 embed_rms: float = 1.0, sequence: bool = False, noise: float = 0.0, rank: int = 8,
+                 act: str = "gelu"):
         super().__init__()
         self.sequence = sequence
         self.noise = noise
@@ -29,7 +30,8 @@ class Projector(nn.Module):
             # linear classifier of rank classes has), for corpora of a thousand clips.
             self.net = nn.Sequential(nn.Linear(in_dim, rank), nn.Linear(rank, out))
         elif kind == "mlp":
-            self.net = nn.Sequential(nn.Linear(in_dim, mlp_hidden), nn.GELU(), nn.Linear(mlp_hidden, out))
+            self.net = nn.Sequential(nn.Linear(in_dim, mlp_hidden), nn.ReLU() if act == "relu" else nn.GELU(),
+                                     nn.Linear(mlp_hidden, out))
         else:
             raise ValueError(f"projector kind must be 'linear', 'lowrank' or 'mlp', got {kind!r}")
         self.gain = nn.Parameter(torch.full((hidden_size,), float(embed_rms)))
