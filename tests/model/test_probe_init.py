@@ -117,3 +117,11 @@ def test_probe_init_refuses_what_it_cannot_start(tiny_dir, tmp_path):
     train, _ = _data({"egemaps": (88,)})
     with pytest.raises(EmotuneError, match="validation side"):
         model.fit(train, train.subset([]), tmp_path)
+
+
+def test_a_refit_with_an_mlp_probe_is_refused_when_the_config_loads():
+    from emotune.config import load_config
+
+    with pytest.raises(EmotuneError, match="probe_init=mlp"):
+        load_config("configs/fer2013_lm.yaml", ["train.refit=true", "model.lm.probe_init=mlp", "model.lm.projector=mlp"])
+    assert load_config("configs/fer2013_lm.yaml", ["train.refit=true", "model.lm.probe_init=lr"]).model.lm.probe_init == "lr"
