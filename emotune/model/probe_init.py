@@ -6,10 +6,11 @@ projector's first layer is set so that, at the start, it computes what the head'
 that input. Training then moves everything as usual. Only the training side and the validation side the LM
 itself uses are read, so the protocol's rule (no choice on test) holds.
 
-The head reads features standardised with its own statistics; the projector with the LM's. Both are
-training-set statistics, but the head counts samples and the projector counts rows, so the weights are
-carried across in raw-feature space: W_raw = W / s_head, then W_proj = W_raw * s_proj, with the biases moved
-to match. Missing-indicator columns of the head are dropped (a present feature's indicator is 0).
+The head standardises its input with its own statistics and the projector with its own (each fitted on the
+training side, in its own code), so the weights are carried across in raw-feature space, exact whatever the
+two statistics are: W_raw = W / s_head, then W_proj = W_raw * s_proj, with the biases moved to match.
+Missing-indicator columns of the head are dropped (a present feature's indicator is 0). A run resumed from a
+checkpoint fits the head again and then loads the checkpoint's weights over it.
 """
 
 from __future__ import annotations
