@@ -59,10 +59,11 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raise EmotuneError(f"{path or 'config'}: train.refit retrains the emotion LM on a label target for the epoch "
                            f"count chosen on validation; model.kind {cfg.model.kind} with data.target {cfg.data.target} "
                            f"does not take it (the LR refits with model.baseline.refit)")
-    if cfg.train.refit and cfg.model.kind == "emotion_lm" and cfg.model.lm.probe_init == "mlp":
-        raise EmotuneError(f"{path or 'config'}: train.refit trains the final model without a validation side, and "
-                           f"model.lm.probe_init=mlp needs one for the MLP head's early stopping; use probe_init=lr "
-                           f"or no refit")
+    for key in ("probe_init", "distill"):
+        if cfg.train.refit and cfg.model.kind == "emotion_lm" and getattr(cfg.model.lm, key) == "mlp":
+            raise EmotuneError(f"{path or 'config'}: train.refit trains the final model without a validation side, and "
+                               f"model.lm.{key}=mlp needs one for the MLP head's early stopping; use {key}=lr "
+                               f"or no refit")
     if cfg.train.ema and cfg.model.kind != "emotion_lm":
         raise EmotuneError(f"{path or 'config'}: train.ema averages the emotion LM's trained weights; model.kind "
                            f"{cfg.model.kind} does not take it")

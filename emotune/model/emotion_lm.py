@@ -67,6 +67,9 @@ class EmotionLM:
                 raise EmotuneError(f"feature '{n}' has shape {feature_shapes[n]}: expected a vector (d,) or a sequence (rows, d)")
         if cfg.mixup > 0 and target == "reasoning":
             raise EmotuneError("model.lm.mixup needs a label target (single, soft or multi), not reasoning")
+        if cfg.distill != "none" and target != "single":
+            raise EmotuneError(f"model.lm.distill teaches a single-label target from a head's probabilities; "
+                               f"data.target is {target!r}")
         from emotune.train.losses import check_smoothing
 
         check_smoothing(train_cfg.label_smoothing, "emotion_lm", train_cfg.imbalance, target)
@@ -130,10 +133,12 @@ class EmotionLM:
                                "(Examples.reasoning, from instruction data)")
         return list(texts)
 
-    def make_batch(self, ex: Examples, index, generator: torch.Generator, reasoning: Optional[list[str]] = None) -> Batch:
-        """A training batch: a template drawn per sample, inputs dropped at `modality_dropout`."""
+    def make_batch(self, ex: Examples, index, generator: torch.Generator, reasoning: Optional[list[str]] = None,
+                   soft_targets: Optional[np.ndarray] = None) -> Batch:
+        """A training batch: a template drawn per sample, inputs dropped at `modality_dropout`; closed-set
+        targets from `soft_targets` (distillation) where given, else the samples' own."""
         return self.batcher.make_batch(ex, index, generator, self.templates, self.cfg.modality_dropout, reasoning,
-                                       self.cfg.mixup)
+                                       self.cfg.mixup, soft_targets)
 
     # -- the EmotionModel protocol
     def fit(self, train: Examples, val: Examples, out_dir: Path, run_hash: str = "") -> dict:
@@ -152,14 +157,22 @@ class EmotionLM:
             proj.set_stats(arrays)
         tc = self.train_cfg
         probe = self._probe_init(train, val) if self.cfg.probe_init != "none" else None
+        distilled, teacher = None, None
+        if self.cfg.distill != "none":
+            from emotune.model.distill import teacher_targets
+
+            distilled, teacher = teacher_targets(self.cfg.distill, self.cfg.distill_weight, self.cfg.distill_folds,
+                                                 self.label_names, self.inputs, tc.imbalance, self.seed, train, val)
         kind = "focal" if tc.imbalance == "focal" else "ce"
         weights = class_weights(train.targets(self.target), len(self.label_names)) if tc.imbalance == "class_weights" else None
         # Mixup turns single-label targets into two-label mixes: the soft loss (exactly the single one on one-hot rows).
-        loss_target = "single" if self.target == "reasoning" else "soft" if self.cfg.mixup > 0 and self.target == "single" else self.target
+        soft = (self.cfg.mixup > 0 or distilled is not None) and self.target == "single"
+        loss_target = "single" if self.target == "reasoning" else "soft" if soft else self.target
         self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, loss_target, tc.label_smoothing)
-        task = LMTask(self, train, val, reasoning)
+        task = LMTask(self, train, val, reasoning, distilled)
         history = fit(self.net, task, tc, Path(out_dir), self.seed, run_hash)
-        return {**history, "probe_init": probe} if probe else history
+        extra = {k: v for k, v in (("probe_init", probe), ("distill", teacher)) if v}
+        return {**history, **extra}
 
     def _probe_init(self, train: Examples, val: Examples) -> dict:
         """Fit the head of `model.lm.probe_init` and start the projectors from it; its selection figures."""
@@ -288,8 +301,10 @@ class EmotionLM:
 class LMTask:
     """What the generic trainer needs from the emotion LM: batches, targets, a validation pass."""
 
-    def __init__(self, model: EmotionLM, train: Examples, val: Examples, reasoning: Optional[list[str]] = None):
+    def __init__(self, model: EmotionLM, train: Examples, val: Examples, reasoning: Optional[list[str]] = None,
+                 soft_targets: Optional[np.ndarray] = None):
         self.model, self.train, self.val, self.reasoning = model, train, val, reasoning
+        self.soft_targets = soft_targets  # [N, C] distilled targets (model.lm.distill), else None
         self.n_train = len(train)
         self.targets = train.targets(model.target)
         # For length grouping: prompt tokens of each sample under the first template.
@@ -300,7 +315,7 @@ class LMTask:
         self.monitor = "map" if model.target == "multi" else "ua"
 
     def make_batch(self, index, generator: torch.Generator) -> Batch:
-        return self.model.make_batch(self.train, index, generator, self.reasoning)
+        return self.model.make_batch(self.train, index, generator, self.reasoning, self.soft_targets)
 
     def validate(self) -> dict:
         from emotune.evaluate.metrics import classification_metrics, multilabel_metrics

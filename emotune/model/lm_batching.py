@@ -143,9 +143,11 @@ class Batcher:
         return self.label_names[int(ex.y[i])]
 
     def make_batch(self, ex: Examples, index, generator: torch.Generator, templates: list[Template],
-                   modality_dropout: float, reasoning: Optional[list[str]] = None, mixup: float = 0.0) -> Batch:
+                   modality_dropout: float, reasoning: Optional[list[str]] = None, mixup: float = 0.0,
+                   soft_targets: Optional[np.ndarray] = None) -> Batch:
         """A training batch: a template drawn per sample, inputs dropped at `modality_dropout`, features and
-        targets mixed in pairs when `mixup` > 0 (see `mix`)."""
+        targets mixed in pairs when `mixup` > 0 (see `mix`). `soft_targets` [N, C] (distillation) replace the
+        samples' closed-set targets; the answer text stays each sample's own label."""
         rows = []
         for i in index:
             i = int(i)
@@ -158,7 +160,8 @@ class Batcher:
                 if present and not keep and not ex.texts[i].strip():
                     keep = {present[int(torch.randint(len(present), (1,), generator=generator))]}  # never an empty prompt
             rows.append(self.row(ex, i, t, keep, lead=reasoning[i] if reasoning else None, answer=self.answer(ex, i)))
-        targets = torch.as_tensor(ex.targets(self.target)[np.asarray(index, dtype=int)])
+        source = ex.targets(self.target) if soft_targets is None else soft_targets
+        targets = torch.as_tensor(source[np.asarray(index, dtype=int)])
         if mixup > 0 and len(rows) > 1:
             targets = self.mix(rows, targets, mixup, generator)
         return self.collate(rows, targets)

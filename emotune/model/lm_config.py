@@ -34,6 +34,14 @@ class LMConfig:
     # one with rank = the number of classes takes them as its first layer). mlp: the MLP head's hidden layer
     # (projector: mlp of width projector_hidden, ReLU as in the head; one input). Then everything trains.
     probe_init: Literal["none", "lr", "mlp"] = "none"
+    # Knowledge distillation from a head (distill.py): the closed-set target becomes
+    # (1 - distill_weight) · one-hot(gold) + distill_weight · the head's probabilities, cross-fitted over
+    # `distill_folds` parts of the training side (by speaker where samples have groups), so each sample's
+    # teacher never saw it. lr: logistic regression (C by its own inner CV); mlp: the MLP head (early stopping
+    # on the validation side). none = the gold labels alone. Single-label targets; prediction uses the LM alone.
+    distill: Literal["none", "lr", "mlp"] = "none"
+    distill_weight: float = 0.5
+    distill_folds: int = 5
     tokens: int = 4  # LM tokens per vector feature (a sequence feature gives one token per row)
     # How the prompt lays out the inputs. lines: one line per input, its name then its tokens. grouped:
     # the names of the present inputs first, then all their tokens together at the end of the line, so
@@ -74,7 +82,7 @@ class LMConfig:
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "mixup": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1"})
+        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "mixup": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1", "distill_weight": "[0..1]"})
         if self.reasoning_position not in ("before_label", "after_label"):
             from emotune.errors import EmotuneError
 
@@ -83,6 +91,15 @@ class LMConfig:
             from emotune.errors import EmotuneError
 
             raise EmotuneError(f"model.lm.probe_init must be none, lr or mlp, got {self.probe_init!r}")
+        if self.distill not in ("none", "lr", "mlp"):
+            from emotune.errors import EmotuneError
+
+            raise EmotuneError(f"model.lm.distill must be none, lr or mlp, got {self.distill!r}")
+        if self.distill_folds < 2:
+            from emotune.errors import EmotuneError
+
+            raise EmotuneError(f"model.lm.distill_folds must be >= 2 (each part's teacher is fitted on the others), "
+                               f"got {self.distill_folds}")
         if self.input_layout not in ("lines", "grouped", "assistant"):
             from emotune.errors import EmotuneError
 
