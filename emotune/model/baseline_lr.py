@@ -15,7 +15,7 @@ from emotune.model.baseline import Baseline
 from emotune.model.head_input import FeatureInput
 
 
-def _inner_splits(train: Examples, val: Examples, folds: int, seed: int):
+def inner_splits(train: Examples, val: Examples, folds: int, seed: int):
     """(pool, [(fit_idx, score_idx)], how): where C is chosen. Never the test side.
 
     Grouped k-fold over the training groups when every training sample has one (speaker-independent,
@@ -131,7 +131,7 @@ class LogisticBaseline(Baseline):
     def _fit(self, train: Examples, val: Examples) -> dict:
         train, T = self._training_side(train, val)
         val = val.subset(np.flatnonzero(val.has_target(self.target)))
-        pool, splits, how = _inner_splits(train, val, self.cfg.inner_folds, self.seed)
+        pool, splits, how = inner_splits(train, val, self.cfg.inner_folds, self.seed)
         T_pool = np.concatenate([T, val.targets(self.target)]) if len(pool) > len(train) else T
         gold = T_pool if self.target == "multi" else pool.hard_labels()
         C_cls = len(self.label_names)

@@ -10,7 +10,8 @@ LM's training side is cut into `folds` parts (by group — speaker — when ever
 stratified by label), and each part's probabilities come from a head fitted, with its own model selection,
 on the other parts. Only the LM's training side is read (the validation side only for the MLP head's early
 stopping, which the LM's own early stopping reads too), so the protocol's rule — no choice on test — holds.
-The head is not used at prediction time: the trained LM answers alone.
+The head is not used at prediction time: the trained LM answers alone. A run resumed from a checkpoint fits the
+heads again (the same fits: same data, seed and code) before loading its weights.
 """
 
 from __future__ import annotations
@@ -25,21 +26,12 @@ from emotune.errors import EmotuneError
 
 
 def splits(train: Examples, folds: int, seed: int) -> tuple[list[np.ndarray], str]:
-    """The held-out index of each cross-fitting part, and how they were made."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+    """The held-out index of each cross-fitting part, and how they were made: the LR's inner splits of the
+    training side alone (grouped k-fold where every sample has a group, else stratified or plain k-fold)."""
+    from emotune.model.baseline_lr import inner_splits
 
-    n = len(train)
-    groups = train.groups
-    if len(groups) == n and all(g is not None for g in groups) and len(set(groups)) >= 2:
-        k = min(folds, len(set(groups)))
-        return [te for _, te in GroupKFold(n_splits=k).split(np.zeros(n), groups=groups)], f"grouped {k}-fold"
-    y = train.hard_labels()
-    counts = np.bincount(y[y >= 0])
-    if (y >= 0).all() and counts[counts > 0].min() >= folds:
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        return [te for _, te in cv.split(np.zeros(n), y)], f"stratified {folds}-fold"
-    cv = KFold(n_splits=min(folds, n), shuffle=True, random_state=seed)
-    return [te for _, te in cv.split(np.zeros(n))], f"{min(folds, n)}-fold"
+    _, parts, how = inner_splits(train, train.subset([]), folds, seed)
+    return [held for _, held in parts], how
 
 
 def _head(kind: str, label_names: list[str], inputs: list[str], imbalance: str, seed: int):

@@ -28,14 +28,14 @@ def _grouped(n=96, seed=0):
 def test_cross_fitting_parts_hold_out_whole_speakers():
     ex = _grouped()
     parts, how = splits(ex, 5, seed=0)
-    assert how == "grouped 5-fold" and len(parts) == 5
+    assert how == "grouped 5-fold on train" and len(parts) == 5
     assert sorted(np.concatenate(parts).tolist()) == list(range(len(ex)))  # every sample held out once
     for held in parts:
         rest = np.setdiff1d(np.arange(len(ex)), held)
         assert not {ex.groups[i] for i in held} & {ex.groups[i] for i in rest}
     plain = random_examples(96, RAVDESS, SHAPES, seed=0)  # no groups: stratified by label
     parts, how = splits(plain, 4, seed=0)
-    assert how == "stratified 4-fold"
+    assert how == "stratified 4-fold on train"
     for held in parts:
         assert np.bincount(plain.y[held], minlength=len(RAVDESS)).min() >= 2
 
@@ -46,7 +46,7 @@ def test_each_samples_teacher_never_saw_it():
 
     train, val = _grouped(), random_examples(16, RAVDESS, SHAPES, seed=1)
     targets, info = teacher_targets("lr", 0.5, 4, RAVDESS, list(SHAPES), "none", 0, train, val)
-    assert info["kind"] == "lr" and info["cross_fit"] == "grouped 4-fold" and 0 <= info["teacher_train_ua"] <= 1
+    assert info["kind"] == "lr" and info["cross_fit"] == "grouped 4-fold on train" and 0 <= info["teacher_train_ua"] <= 1
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
     assert (targets[np.arange(len(train)), train.y] >= 0.5).all()  # the gold label keeps at least 1 - weight
     # Part 0's teacher, fitted on the other parts alone: its probabilities are exactly the mixed-in half.
@@ -73,7 +73,7 @@ def test_the_lm_trains_on_the_distilled_targets(tiny_dir, tmp_path):
     assert gold.targets.tolist() == train.y[[0, 5, 7]].tolist()
     assert torch.equal(batch.lm_targets, gold.lm_targets)  # the answer text stays the gold label
     history = model.fit(train, val, tmp_path)
-    assert history["distill"]["kind"] == "lr" and history["distill"]["cross_fit"] == "grouped 3-fold"
+    assert history["distill"]["kind"] == "lr" and history["distill"]["cross_fit"] == "grouped 3-fold on train"
     assert np.isfinite(history["history"][-1]["train_loss"])
 
 
