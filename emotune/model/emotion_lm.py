@@ -99,7 +99,8 @@ class EmotionLM:
         projectors = {
             n: Projector(self.feature_shapes[n][-1], hidden_size, cfg.tokens, cfg.projector, cfg.projector_hidden,
                          embed_rms, sequence=len(self.feature_shapes[n]) == 2, noise=cfg.feature_noise,
-                         rank=cfg.projector_rank, act="relu" if cfg.probe_init == "mlp" else "gelu")
+                         rank=cfg.projector_rank, act="relu" if cfg.probe_init == "mlp" else "gelu",
+                         dropout=cfg.projector_dropout)
             for n in self.inputs
         }
         self.batcher = Batcher(self.tokenizer, self.label_names, self.inputs, self.feature_shapes, cfg.tokens, target,

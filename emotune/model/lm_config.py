@@ -28,6 +28,9 @@ class LMConfig:
     projector: Literal["linear", "lowrank", "mlp"] = "mlp"
     projector_hidden: int = 1024  # hidden width of the 2-layer MLP projector
     projector_rank: int = 8  # inner width of the low-rank projector (a linear map through this many dimensions)
+    # Training only: dropout on the projector's hidden layer (mlp) or inner layer (lowrank), as the MLP head
+    # has on its hidden layer (baseline.dropout); a linear projector has no hidden layer and refuses it.
+    projector_dropout: float = 0.0
     # Linear-probe-then-finetune (Kumar et al. 2022): before training, fit a head on the same training side
     # (validation as the head itself uses it) and start each projector's first layer from it. lr: the
     # logistic regression's class weights (a linear projector starts as a random map of its logits, a lowrank
@@ -82,7 +85,7 @@ class LMConfig:
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "mixup": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1", "distill_weight": "[0..1]"})
+        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "mixup": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1", "distill_weight": "[0..1]", "projector_dropout": "0..1"})
         if self.reasoning_position not in ("before_label", "after_label"):
             from emotune.errors import EmotuneError
 
@@ -91,6 +94,11 @@ class LMConfig:
             from emotune.errors import EmotuneError
 
             raise EmotuneError(f"model.lm.probe_init must be none, lr or mlp, got {self.probe_init!r}")
+        if self.projector_dropout > 0 and self.projector == "linear":
+            from emotune.errors import EmotuneError
+
+            raise EmotuneError("model.lm.projector_dropout acts on the projector's hidden layer; a linear projector "
+                               "has none (use projector=mlp or lowrank)")
         if self.distill not in ("none", "lr", "mlp"):
             from emotune.errors import EmotuneError
 

@@ -13,10 +13,16 @@ import torch
 from torch import nn
 
 
+def _dropout(p: float) -> list[nn.Module]:
+    # Only where asked: a Dropout module shifts the indices of the layers after it in the state dict, and
+    # checkpoints saved without it must load as they were saved.
+    return [nn.Dropout(p)] if p > 0 else []
+
+
 class Projector(nn.Module):
     def __init__(self, in_dim: int, hidden_size: int, tokens: int, kind: str = "mlp", mlp_hidden: int = 1024,
                  embed_rms: float = 1.0, sequence: bool = False, noise: float = 0.0, rank: int = 8,
-                 act: str = "gelu"):
+                 act: str = "gelu", dropout: float = 0.0):
         super().__init__()
         self.sequence = sequence
         self.noise = noise
@@ -28,12 +34,14 @@ class Projector(nn.Module):
         elif kind == "lowrank":
             # A linear map through `rank` dimensions: few parameters on the input side (in_dim x rank, as a
             # linear classifier of rank classes has), for corpora of a thousand clips.
-            self.net = nn.Sequential(nn.Linear(in_dim, rank), nn.Linear(rank, out))
+            self.net = nn.Sequential(nn.Linear(in_dim, rank), *_dropout(dropout), nn.Linear(rank, out))
         elif kind == "mlp":
             self.net = nn.Sequential(nn.Linear(in_dim, mlp_hidden), nn.ReLU() if act == "relu" else nn.GELU(),
-                                     nn.Linear(mlp_hidden, out))
+                                     *_dropout(dropout), nn.Linear(mlp_hidden, out))
         else:
             raise ValueError(f"projector kind must be 'linear', 'lowrank' or 'mlp', got {kind!r}")
+        if dropout and kind == "linear":
+            raise ValueError("projector dropout acts on a hidden layer; a linear projector has none")
         self.gain = nn.Parameter(torch.full((hidden_size,), float(embed_rms)))
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
