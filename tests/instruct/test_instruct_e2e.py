@@ -49,7 +49,10 @@ def _instruct_cmd(recipe: Path) -> list[str]:
 def test_all_kinds_survive_sigkill_and_resume(tmp_path, actor01, llm_servers):
     ids = pick_ids(actor01["samples"])
     assert len(ids) == 4
-    recipe = _recipe(tmp_path, actor01, ids)
+    # Every kind must end up in the file; the grounding rules reject about half of this small model's sampled
+    # replies (RESULTS.md), which would leave a kind empty in a few runs in a hundred. They have their own tests;
+    # the label check stays on, so rejected records are still counted across the kill.
+    recipe = _recipe(tmp_path, actor01, ids, grounding=False)
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "EMOTUNE_LLM_BASE_URL": llm_servers["clean"]["base_url"], "OMP_NUM_THREADS": "1"}
     env.pop("EMOTUNE_LLM_MODEL", None)
