@@ -24,6 +24,8 @@ class Projector(nn.Module):
                  embed_rms: float = 1.0, sequence: bool = False, noise: float = 0.0, rank: int = 8,
                  act: str = "gelu", dropout: float = 0.0):
         super().__init__()
+        if dropout and kind == "linear":  # config load says this to users; here for direct library use
+            raise ValueError("projector dropout acts on a hidden layer; a linear projector has none")
         self.sequence = sequence
         self.noise = noise
         self.tokens = 1 if sequence else tokens
@@ -40,8 +42,6 @@ class Projector(nn.Module):
                                      *_dropout(dropout), nn.Linear(mlp_hidden, out))
         else:
             raise ValueError(f"projector kind must be 'linear', 'lowrank' or 'mlp', got {kind!r}")
-        if dropout and kind == "linear":
-            raise ValueError("projector dropout acts on a hidden layer; a linear projector has none")
         self.gain = nn.Parameter(torch.full((hidden_size,), float(embed_rms)))
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
