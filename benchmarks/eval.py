@@ -2,13 +2,17 @@
 
     python benchmarks/eval.py                       # SmolLM2 zero-shot on 64 RAVDESS-shaped samples, fp32 and bf16
     python benchmarks/eval.py --run runs/ravdess_lm  # a trained run, on its test split (its own precision)
+    python benchmarks/eval.py --run A/fold5 --members B/fold5 C/fold5   # a seed average: every member's pass
 
 Scoring: one forward pass per batch over the prompts, the label tokens read at the last position
 (`EmotionLM.predict_proba`). Generation: greedy decoding (`EmotionLM.generate`, up to
 `model.lm.max_new_tokens` tokens, stopping at the end-of-turn token), then `parse_label`; an answer
 naming no label is counted invalid, never mapped to a class. Agreement is measured on the samples
 generation answered validly. Scoring is also timed under each of `--precisions` (bf16 is fast only with
-AVX512-BF16/AMX units; the CPU's flags are recorded). Writes benchmarks/results/eval.json.
+AVX512-BF16/AMX units; the CPU's flags are recorded). With --members, the scored model is the average of --run's
+and the members' class probabilities (`emotune ensemble`): its scoring time is the sum of every member's pass on the
+same samples, which is what serving the average costs; generation is timed on --run alone. Writes
+benchmarks/results/eval.json.
 """
 
 from __future__ import annotations
@@ -69,8 +73,12 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16", help="zero-shot scoring is also timed in each of these")
     ap.add_argument("--eval-batch-size", type=int, help="samples per scoring / generation batch (default: the run's)")
     ap.add_argument("--batch-sizes", default="", help="scoring is also timed at each of these batch sizes (comma-separated)")
+    ap.add_argument("--members", nargs="+", default=[],
+                    help="more run directories of the same fold (other seeds): the average of all is scored")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eval.json"))
     args = ap.parse_args()
+    if args.members and not args.run:
+        ap.error("--members needs --run (the first member)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model, ex, labels, what = from_run(args.run, args.split, args.n) if args.run else zero_shot(args.n)
     if args.eval_batch_size:
@@ -84,6 +92,16 @@ def main() -> None:
         return p, time.perf_counter() - t0
 
     probs, score_s = time_scoring(model)
+    member_s = [round(score_s, 2)]
+    for other in args.members:
+        m, other_ex = from_run(other, args.split, args.n)[:2]
+        if list(other_ex.ids) != list(ex.ids):
+            raise SystemExit(f"{other}: its {args.split} samples differ from {args.run}'s: not a member of one average")
+        p, seconds = time_scoring(m)
+        probs, score_s = probs + p, score_s + seconds
+        member_s.append(round(seconds, 2))
+        del m
+    probs = probs / len(member_s)
     by_batch = {}
     for size in [int(b) for b in args.batch_sizes.split(",") if b]:
         keep, model.batcher.eval_batch_size = model.batcher.eval_batch_size, size
@@ -109,12 +127,14 @@ def main() -> None:
         "max_new_tokens": model.cfg.max_new_tokens, "torch_threads": torch.get_num_threads(),
         "precision": model.precision, "scoring_samples_per_s_by_precision": by_precision,
         "scoring_samples_per_s_by_batch_size": by_batch,
+        "members": [args.run, *args.members] if args.members else None, "seconds_per_member": member_s,
         "scoring": {"seconds": round(score_s, 2), "samples_per_s": round(len(ex) / score_s, 2),
                     "accuracy": round(float(np.mean([s == g for s, g in zip(scored, gold)])), 3)},
         "generate_and_parse": {"seconds": round(gen_s, 2), "samples_per_s": round(len(ex) / gen_s, 2),
                                "invalid": len(ex) - len(valid),
                                "accuracy_invalid_as_wrong": round(float(np.mean([p == g for p, g in zip(parsed, gold)])), 3)},
-        "speedup_scoring_vs_generation": round(gen_s / score_s, 1),
+        # per model: generation is timed on --run alone, so it is compared with --run's own scoring pass
+        "speedup_scoring_vs_generation": round(gen_s / member_s[0], 1),
         "agreement_where_generation_answers": round(agree / len(valid), 3) if valid else None,
         "examples": [{"generated": texts[i], "parsed": parsed[i], "scored": scored[i]} for i in range(min(5, len(ex)))],
         "machine": {**describe(), "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)},
@@ -144,6 +164,9 @@ def markdown(r: dict) -> list[str]:
           if r.get("scoring_samples_per_s_by_precision") else []),
         *([("Closed-set scoring by batch size (samples/s): " + ", ".join(f"{k}: {v}" for k, v in r["scoring_samples_per_s_by_batch_size"].items())
             + "."), ""] if r.get("scoring_samples_per_s_by_batch_size") else []),
+        *([f"The scored model is the average of {len(r['members'])} runs' probabilities; scoring time is the sum of their "
+            f"passes ({', '.join(f'{x} s' for x in r['seconds_per_member'])}). Generation was timed on the first alone, "
+            f"and the ratio below is per model; the agreement is with the average's scored answers.", ""] if r.get("members") else []),
         f"Scoring is **{r['speedup_scoring_vs_generation']}x** faster. The two agree on "
         f"{r['agreement_where_generation_answers']:.0%} of the samples generation answered validly. Scoring runs the shared "
         "prompt prefix once per batch and reads every label at the last prompt position; generation runs each full prompt "

@@ -161,11 +161,12 @@ def done_variant(eval_dir: Path, overrides: list[str]) -> None:
 
 
 def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str = "runs/ablations",
-           extra: list[str] = (), only: Optional[list[str]] = None) -> Path:
+           extra: list[str] = (), only: Optional[list[str]] = None, blind: bool = False) -> Path:
     """`emotune ablate GRID.yaml`: train every setting on every fold (skipping done ones), then tabulate.
 
     `only` names the settings to train (a row added to a grid whose other rows ran elsewhere); the table
-    then holds the settings with finished runs in this output folder.
+    then holds the settings with finished runs in this output folder. blind: print each setting's validation
+    UA only (the full table, test columns included, is written to table.md unread).
     """
     grid = full = load_grid(grid_path)
     if only:
@@ -204,5 +205,20 @@ def ablate(grid_path: str, opts: ExecutorOptions = ExecutorOptions(), root: str 
     write_figure(full, rows, out)
     (out / "rows.json").write_text(json.dumps(rows, indent=1))
     log(f"grid '{full.name}' done in {time.time() - t0:.0f} s: {out / 'table.md'}")
-    print((out / "table.md").read_text())
+    if blind:
+        print(blind_table(rows, out / "table.md"))
+    else:
+        print((out / "table.md").read_text())
     return out
+
+
+def blind_table(rows: list[dict], where: Path) -> str:
+    """Each setting's validation figure and fold count: nothing read from a test side (test-time variants,
+    which exist only on the test side, are left out)."""
+    lines = ["| setting | folds | validation |", "|---|---|---|"]
+    for r in rows:
+        if r["variant"] != "-":
+            continue
+        val = next((f"{k[4:-5]} {v}" for k, v in r.items() if k.startswith("val_") and k.endswith("_cell")), "—")
+        lines.append(f"| {r['setting']} | {r['folds']} | {val} |")
+    return "\n".join(lines) + f"\n(test columns not shown: {where})"

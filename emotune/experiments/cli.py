@@ -43,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("config", help="YAML recipe (configs/...)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=3")
     add_executor_args(p)
+    add_blind_arg(p)
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("ablate", help="run an ablation grid (settings x folds) into one table and figure",
@@ -52,6 +53,7 @@ def register(sub) -> None:
     add_executor_args(p)
     p.add_argument("--out", default="runs/ablations", help="parent folder of the grid's outputs")
     p.add_argument("--only", help="comma-separated settings to run (default: all of the grid's)")
+    add_blind_arg(p)
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("fuse", help="late fusion of two CV runs (the `fusion` model), weights chosen on validation",
@@ -82,6 +84,12 @@ def register(sub) -> None:
                        description="Write report.md and report.html (tables, confusion matrices, per-class charts, commands, configs).")
     p.add_argument("dir", help="a run, CV or ablation-grid directory")
     p.set_defaults(func=cmd_report)
+
+
+def add_blind_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--blind", action="store_true",
+                   help="print validation figures only, so a rule comparing settings on validation is applied before "
+                        "any test figure is seen (the test figures are still written: summary.json, table.md)")
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
@@ -146,7 +154,7 @@ def cmd_cross_corpus(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from emotune.experiments.cv import cv
 
-    cv(args.config, args.overrides, executor_options(args))
+    cv(args.config, args.overrides, executor_options(args), blind=args.blind)
     return 0
 
 
@@ -154,7 +162,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from emotune.experiments.ablate import ablate
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    ablate(args.grid, executor_options(args), root=args.out, extra=args.overrides, only=only)
+    ablate(args.grid, executor_options(args), root=args.out, extra=args.overrides, only=only, blind=args.blind)
     return 0
 
 

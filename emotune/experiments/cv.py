@@ -168,8 +168,18 @@ def format_summary(summary: dict) -> str:
     return f"{len(summary['folds'])} folds: " + ", ".join(parts)
 
 
-def cv(config: str, overrides: list[str], opts: ExecutorOptions = ExecutorOptions()) -> dict:
-    """`emotune cv CONFIG`: every fold from the same start, resumable, then the summary."""
+def format_validation(summary: dict, where: Path) -> str:
+    """The blind form of the summary line: validation figures only, and where the unread test figures are."""
+    val = summary.get("validation", {}).get("ua")
+    shown = f"validation UA {val['mean']:.4f} ± {val['std']:.4f}" if val else "no validation figures"
+    return f"{len(summary['folds'])} folds: {shown} (test figures not shown: {where})"
+
+
+def cv(config: str, overrides: list[str], opts: ExecutorOptions = ExecutorOptions(), blind: bool = False) -> dict:
+    """`emotune cv CONFIG`: every fold from the same start, resumable, then the summary.
+
+    blind: print the validation figures only. A rule that compares settings (or an average of several runs) on
+    validation is then applied before anyone has seen a test figure; the test figures are in summary.json."""
     cfg = load_config(config, overrides)
     refuse_late_fusion(cfg)
     out_dir = cfg.resolved_run_dir()
@@ -183,6 +193,9 @@ def cv(config: str, overrides: list[str], opts: ExecutorOptions = ExecutorOption
     summary = summarise(dirs, out_dir, cfg.eval.split)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    log(format_summary(summary), result=True)
-    log(f"summary written to {out_dir / 'summary.json'}")
+    if blind:
+        log(format_validation(summary, out_dir / "summary.json"), result=True)
+    else:
+        log(format_summary(summary), result=True)
+        log(f"summary written to {out_dir / 'summary.json'}")
     return summary

@@ -32,7 +32,7 @@ def recipe(tmp: Path, corpus: Path) -> tuple[str, list[str]]:
     return "configs/quickstart.yaml", overrides
 
 
-def test_folds_independent_and_leak_free(tmp_path, corpus):
+def test_folds_independent_and_leak_free(tmp_path, corpus, capsys):
     config, overrides = recipe(tmp_path, corpus)
     summary = cv(config, overrides)
     run = tmp_path / "cv"
@@ -58,6 +58,14 @@ def test_folds_independent_and_leak_free(tmp_path, corpus):
     assert (run / "confusion_sum.csv").exists() and (run / "confusion_sum.png").exists()
     cm = json.loads((run / "summary.json").read_text())["confusion"]
     assert sum(map(sum, cm)) == 195
+
+    # --blind: run again (every fold done) and only the validation figure is printed; the test side is on disk.
+    capsys.readouterr()
+    again = cv(config, overrides, blind=True)
+    printed = capsys.readouterr().err
+    assert again["ua"] == summary["ua"]
+    assert f"validation UA {summary['validation']['ua']['mean']:.4f}" in printed and "summary.json" in printed
+    assert f"{summary['ua']['mean']:.3f}" not in printed.replace(f"{summary['validation']['ua']['mean']:.4f}", "")
 
     from emotune.evaluate.report import report
 

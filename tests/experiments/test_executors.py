@@ -1,6 +1,7 @@
 """The Ray executor: a 2-fold x 2-setting grid gives the same table as local processes; failed runs are
 retried, and a run that keeps failing is reported without stopping the others."""
 
+import json
 import sys
 
 import pytest
@@ -77,7 +78,7 @@ def test_ray_retries_then_reports_what_kept_failing(tmp_path, ray_cluster):
     assert any("flaky finished" in line and "after 2 attempts" in line for line in lines)
 
 
-def test_only_trains_the_named_settings_and_the_table_keeps_every_finished_one(tmp_path, corpus):
+def test_only_trains_the_named_settings_and_the_table_keeps_every_finished_one(tmp_path, corpus, capsys):
     """A row added to a grid runs alone (`--only`); rows already run in the folder stay in the table."""
     from emotune.errors import ConfigError
 
@@ -89,6 +90,15 @@ def test_only_trains_the_named_settings_and_the_table_keeps_every_finished_one(t
     ablate(str(grid), ExecutorOptions(kind="local"), root=str(tmp_path / "g"), only=["mean"])
     rows = (out / "table.csv").read_text().strip().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["mean", "mean_std"]
+    # --blind: the same grid (nothing left to train) prints each setting's validation figure and no test column.
+    capsys.readouterr()
+    ablate(str(grid), ExecutorOptions(kind="local"), root=str(tmp_path / "g"), blind=True)
+    shown = capsys.readouterr().out
+    table = (out / "table.md").read_text()
+    assert table.splitlines()[0] not in shown and "| setting | folds | validation |" in shown
+    for row in json.loads((out / "rows.json").read_text()):
+        assert f"| {row['setting']} | 1 | ua {row['val_ua_cell']} |" in shown
+    assert all(line.count("|") == 4 for line in shown.splitlines() if line.startswith("|"))  # three columns
     with pytest.raises(ConfigError, match="no setting named meen"):
         ablate(str(grid), ExecutorOptions(kind="local"), root=str(tmp_path / "g"), only=["meen"])
 
