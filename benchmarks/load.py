@@ -147,15 +147,6 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def replace_section(path: Path, title: str, body: list[str]) -> None:
-    """Replace (or append) the `## title` section; the other sections stay as they are."""
-    section = "\n".join([f"## {title}", "", *body]) + "\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def markdown(out: dict) -> list[str]:
     rows = ["| clients | requests | errors | requests/s | p50 latency (s) | p95 latency (s) | max (s) | completion tokens/s | server RSS after (MB) |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -250,6 +241,8 @@ def main() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
     if not args.no_markdown:
+        from sections import replace_section
+
         replace_section(ROOT / "BENCHMARKS.md", SECTION, markdown(out))
     print(f"wrote {path}" + ("" if args.no_markdown else f" and the {SECTION} section of BENCHMARKS.md"))
 

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -50,12 +49,9 @@ SENTENCES = ["Kids are talking by the door", "Dogs are sitting by the door"]
 
 
 def replace_section(title: str, body: list[str], path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) the `## title` section of BENCHMARKS.md; other sections stay as they are."""
-    section = "\n".join([f"## {title}", "", *body]) + "\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nLatest measured numbers; each section is written by its script in benchmarks/.\n"
-    pattern = re.compile(rf"^## {title}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    from sections import replace_section as replace
+
+    replace(path, title, body)
 
 
 def markdown(out: dict) -> list[str]:
