@@ -35,7 +35,6 @@ import copy
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -137,11 +136,11 @@ def update_markdown(path: Path, result: dict) -> None:
 
 
 def write_section(path: Path, title: str, section: str) -> None:
-    """Replace (or append) the section `## title` of the Markdown file."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nLatest measured numbers; each section is written by its script in benchmarks/.\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    """Replace (or append) the section `## title` of the Markdown file, keeping its notes (benchmarks/sections.py)."""
+    from sections import replace_section
+
+    body = section.split("\n", 1)[1].lstrip("\n").rstrip("\n").split("\n")
+    replace_section(path, title, body)
 
 
 def one_pass(manifest, n: int) -> dict:
