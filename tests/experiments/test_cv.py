@@ -117,6 +117,7 @@ def test_lm_refit_trains_the_chosen_epochs_on_training_and_validation(tmp_path, 
         assert any(not np.array_equal(kept[k].numpy(), chosen[k].numpy()) for k in kept)
     assert summary["validation"]["ua"]["per_fold"] == pytest.approx(
         [json.loads((f / "history.json").read_text())["best_val_ua"] for f in folds])
+    assert summary["lm_precision"] == ["fp32"]  # model.lm.dtype=fp32: what the folds' models record
 
     with pytest.raises(EmotuneError, match="train.refit"):
         cv(config, [o for o in overrides if not o.startswith(("model.kind", "run_dir"))]
