@@ -30,8 +30,9 @@ from pathlib import Path
 from emotune.errors import EmotuneError
 
 HELP = ("Equal weights by default: no labelled corpus here has both faces and speech to choose weights on. "
-        "A member is a run directory (config.yaml + model/) of a classifier head (baseline_lr / baseline_mlp); "
-        "for a CV directory name one of its fold runs.")
+        "A member is a run directory (config.yaml + model/) of a classifier head (baseline_lr / baseline_mlp) or of an "
+        "emotion LM whose prompt shows no transcript (e.g. prompts: [no_transcript]); for a CV directory name one of "
+        "its fold runs. Runs of one recipe with other seeds, combined, serve their seed average.")
 
 
 def register(sub) -> None:
@@ -119,9 +120,16 @@ def _member_run(run: str):
         hint = f"; it holds the fold runs {', '.join(folds)}: name one" if folds else ""
         raise EmotuneError(f"{run}: not a trained run directory (config.yaml and model/){hint}")
     cfg = load_config(path / "config.yaml")
-    if cfg.model.kind not in ("baseline_lr", "baseline_mlp") or cfg.data.target != "single":
-        raise EmotuneError(f"{run}: a {cfg.model.kind} run with target {cfg.data.target}; members must be single-label "
-                           f"classifier heads (baseline_lr, baseline_mlp), whose probabilities depend on their inputs only")
+    # A member's probabilities must depend on its feature inputs only: a fused run computes those, and no
+    # transcript. An emotion LM qualifies when none of its evaluation prompts shows the transcript.
+    from emotune.serve.reading import prompt_shows_transcript
+
+    lm_without_text = cfg.model.kind == "emotion_lm" and not prompt_shows_transcript(cfg)
+    if (cfg.model.kind not in ("baseline_lr", "baseline_mlp") and not lm_without_text) or cfg.data.target != "single":
+        shows = " whose prompt shows the transcript" if cfg.model.kind == "emotion_lm" else ""
+        raise EmotuneError(f"{run}: a {cfg.model.kind} run{shows} with target {cfg.data.target}; members must be "
+                           f"single-label classifier heads (baseline_lr, baseline_mlp) or emotion LMs whose prompt "
+                           f"shows no transcript (prompts: [no_transcript]), whose probabilities depend on their inputs only")
     from emotune.experiments.run import load_model
 
     return path, cfg, list(load_model(cfg, path).label_names)

@@ -141,3 +141,39 @@ def test_a_fusion_recipe_is_not_trained(fusion, tmp_path):
                     lambda: eval_run(str(fusion))):
         with pytest.raises(EmotuneError, match="emotune combine"):
             attempt()
+
+
+@pytest.fixture(scope="module")
+def lm_seeds(serve_run, tmp_path_factory) -> list[Path]:
+    """Two seeds of an emotion LM on eGeMAPS whose prompt shows no transcript (a tiny random backbone)."""
+    from emotune.experiments.run import train
+    from tests.model.tiny import make_tiny_lm
+
+    tmp = tmp_path_factory.mktemp("lm_seeds")
+    backbone = make_tiny_lm(tmp / "tiny_lm")
+    return [train(str(serve_run.parent / "recipe.yaml"), [
+        "model.kind=emotion_lm", "model.inputs=[egemaps]", f"model.lm.backbone={backbone}", "model.lm.dtype=fp32",
+        "model.lm.projector=linear", "model.lm.prompts=[no_transcript]", "train.epochs=1", "train.bf16=false",
+        "train.progress=false", f"seed={seed}", "data.split_seed=0", f"name=serve_lm_s{seed}", f"run_dir={tmp / f's{seed}'}"])
+        for seed in (0, 1)]
+
+
+def test_seeds_of_an_lm_without_transcript_combine_into_their_average(lm_seeds, lm_run, tmp_path):
+    """The way to serve a seed average (the headline RAVDESS LM is one): `emotune combine` of the seeds' runs
+    predicts the mean of their probabilities, and runs no ASR; an LM whose prompt shows the transcript is
+    refused, since a fused run computes no transcript for it."""
+    from emotune.experiments.combine import combine
+    from emotune.serve.predict import predict
+
+    fused = combine([str(r) for r in lm_seeds], str(tmp_path / "avg"), "ravdess")
+    clip = ravdess_clips(actor=3, count=1)[0]
+    result = predict(fused, audio=clip)
+    members = [predict(r, audio=clip)["probabilities"] for r in lm_seeds]
+    names = list(members[0])
+    assert not np.allclose([members[0][c] for c in names], [members[1][c] for c in names], atol=1e-4)  # two models
+    assert np.allclose([result["probabilities"][c] for c in names],
+                       [(members[0][c] + members[1][c]) / 2 for c in names], atol=1e-6)
+    assert result["transcript"] is None and [u["input"] for u in result["used"]] == ["audio"]
+    with pytest.raises(EmotuneError, match="whose prompt shows the transcript") as e:
+        combine([str(lm_seeds[0]), str(lm_run)], str(tmp_path / "bad"), "ravdess")
+    assert "\n" not in str(e.value) and not (tmp_path / "bad" / "config.yaml").exists()
