@@ -30,11 +30,14 @@ def quickstart(out: str = "runs/quickstart", lm_epochs: int | None = None, jobs:
         base.append(f"train.epochs={lm_epochs}")
 
     opts = ExecutorOptions(jobs=jobs)
+    baseline_overrides = [*base, "name=baseline_lr", "model.kind=baseline_lr", "model.inputs=[egemaps,whisper_seq,minilm]"]
+    lm_overrides = [*base, "name=emotion_lm"]
+    for overrides in (baseline_overrides, lm_overrides):
+        set_aside_if_changed(recipe, overrides)
     log("2/5 prepare + features, then 3/5 baseline CV (logistic regression on the same features)")
-    baseline = cv(recipe, [*base, "name=baseline_lr", "model.kind=baseline_lr",
-                           "model.inputs=[egemaps,whisper_seq,minilm]"], opts)
+    baseline = cv(recipe, baseline_overrides, opts)
     log("4/5 emotion LM CV (projectors + LoRA on SmolLM2-135M-Instruct, every fold from the same start)")
-    lm = cv(recipe, [*base, "name=emotion_lm"], opts)
+    lm = cv(recipe, lm_overrides, opts)
 
     log("5/5 reports")
     md_b, _ = report(Path(out) / "baseline_lr")
@@ -51,3 +54,23 @@ def quickstart(out: str = "runs/quickstart", lm_epochs: int | None = None, jobs:
     print(f"  report:         {html_lm}  (Markdown: {md_lm})")
     print(f"  open the demo:  .venv/bin/emotune demo {first_fold}")
     return html_lm
+
+
+def set_aside_if_changed(recipe: str, overrides: list[str]) -> None:
+    """quickstart owns its run folders: one made under an earlier recipe or corpus (emotune was updated since) is
+    renamed aside and kept, and a new run starts, where `emotune cv` would stop and ask."""
+    from emotune.config import load_config
+    from emotune.errors import EmotuneError
+    from emotune.identity import check_or_claim, make_identity
+
+    cfg = load_config(recipe, overrides)
+    out_dir = Path(cfg.resolved_run_dir())
+    if not out_dir.exists():
+        return
+    try:
+        check_or_claim(out_dir, make_identity(cfg, drop=("data.fold",)), write=False)
+    except EmotuneError as exc:
+        aside = out_dir.with_name(f"{out_dir.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
+        out_dir.rename(aside)
+        log(f"{out_dir} was made under an earlier recipe or corpus ({str(exc).split(': ', 1)[-1].split('. To start')[0]}); "
+            f"kept as {aside}, a new run starts")
