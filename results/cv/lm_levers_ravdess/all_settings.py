@@ -1,0 +1,82 @@
+"""Every emotion-LM setting measured on RAVDESS's 6 speaker-independent folds, in one table, read from the result
+folders' summary.json (so no figure is copied by hand): validation UA (what choices were made on), test UA, macro-F1,
+the machine and the LM's precision, and what the rules of the time made of each. Writes all_settings.md beside it.
+
+    python results/cv/lm_levers_ravdess/all_settings.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CV = Path(__file__).resolve().parents[1]
+ZEN3, XEON, EPYC = "AMD EPYC Zen 3, fp32", "Intel Xeon, fp32", "AMD EPYC (AVX512-BF16), bf16"
+
+# (result folder under results/cv, setting, machine and precision, outcome under the rules of its time)
+ROWS = [
+    ("ravdess_lm_proj_cv5", "segment sequence + eGeMAPS, MLP projectors, 5 epochs (before the leak-free protocol)", ZEN3, "superseded"),
+    ("ravdess_lm_pooled", "`lines_4ep`: pooled Whisper + eGeMAPS, one token each, linear projectors", ZEN3, "the first leak-free recipe"),
+    ("ravdess_lm_grouped", "`grouped_6ep`: both tokens at the end of one line, ≤ 6 epochs", ZEN3, "not chosen"),
+    ("ravdess_lm_noise", "`noise`: + Gaussian feature noise 0.5", ZEN3, "chosen, then superseded"),
+    ("ravdess_lm_assistant", "`assistant`: tokens opening the assistant's turn", ZEN3, "not chosen"),
+    ("ravdess_lm_lowrank", "`lowrank`: rank-8 projectors", ZEN3, "not chosen"),
+    ("ravdess_lm_mixup", "`mixup`: `noise` + mixup 0.4", ZEN3, "chosen, then superseded"),
+    ("ravdess_lm_mixup_intel", "`mixup`, rerun", XEON, "reference on this CPU"),
+    ("ravdess_lm_mixup_balanced", "`mixup` + class weights", XEON, "not chosen"),
+    ("ravdess_lm_mixup_2seeds", "`mixup`, seeds 0 + 1 averaged", XEON, "chosen, then superseded"),
+    ("ravdess_lm_mixup_speed", "`mixup` + speed-perturbed copies", XEON, "not chosen"),
+    ("ravdess_lm_mixup_smooth", "`mixup` + label smoothing 0.1", XEON, "not chosen (tie)"),
+    ("ravdess_lm_mixup_3members", "the `mixup` pair + `mixup_speed`, averaged", XEON, "not chosen"),
+    ("ravdess_lm_assistant_mixup", "`assistant_mixup`: `mixup` in the assistant layout", XEON, "not chosen"),
+    ("ravdess_lm_mixup_refit", "`mixup` + refit on all training actors", XEON, "measurement only"),
+    ("ravdess_lm_mixup_lora", "`mixup_lora`: `mixup` + LoRA r=8 (q, v)", XEON, "chosen, then superseded"),
+    ("ravdess_lm_mixup_ema", "`mixup` + weight EMA 0.99", XEON, "not chosen"),
+    ("ravdess_lm_mixup_lora_seed1", "`mixup_lora`, seed 1", XEON, "member"),
+    ("ravdess_lm_mixup_lora_2seeds", "`mixup_lora`, seeds 0 + 1 averaged", XEON, "chosen, then superseded"),
+    ("ravdess_lm_mixup_probe", "`mixup` + projectors started from a fitted LR", XEON, "not chosen"),
+    ("ravdess_lm_assistant_mixup_lora", "`assistant_mixup_lora`: `assistant_mixup` + LoRA (the recipe)", XEON, "chosen, then superseded"),
+    ("ravdess_lm_assistant_mixup_lora_seed1", "the recipe, seed 1", XEON, "member"),
+    ("ravdess_lm_assistant_mixup_lora_2seeds", "the recipe, seeds 0 + 1 averaged", XEON, "chosen, then superseded"),
+    ("ravdess_lm_assistant_mixup_lora_all", "the recipe + LoRA on every linear layer", XEON, "not chosen (tie)"),
+    ("ravdess_lm_assistant_mixup_lora_8ep", "the recipe, ≤ 8 epochs", XEON, "the single-model choice"),
+    ("ravdess_lm_assistant_mixup_lora_distill", "the recipe + distillation from the LR", XEON, "not chosen"),
+    ("ravdess_lm_epyc/6ep_s0", "the recipe, seed 0", EPYC, "member"),
+    ("ravdess_lm_epyc/6ep_s1", "the recipe, seed 1", EPYC, "member"),
+    ("ravdess_lm_epyc/6ep_2seeds", "the recipe, seeds 0 + 1 averaged", EPYC, "reference on this CPU"),
+    ("ravdess_lm_epyc/8ep_s0", "≤ 8 epochs, seed 0", EPYC, "member"),
+    ("ravdess_lm_epyc/8ep_s1", "≤ 8 epochs, seed 1", EPYC, "member"),
+    ("ravdess_lm_epyc/8ep_2seeds", "≤ 8 epochs, seeds 0 + 1 averaged", EPYC, "not chosen"),
+    ("ravdess_lm_epyc/6ep_s2", "the recipe, seed 2", EPYC, "member"),
+    ("ravdess_lm_epyc/6ep_3seeds", "**the recipe, seeds 0–2 averaged**", EPYC, "**the headline LM**"),
+    ("ravdess_lm_epyc/6ep_s3", "the recipe, seed 3", EPYC, "member"),
+    ("ravdess_lm_epyc/6ep_s4", "the recipe, seed 4", EPYC, "member"),
+    ("ravdess_lm_epyc/6ep_5seeds", "the recipe, seeds 0–4 averaged", EPYC, "chosen on validation, refused: scores 56.5 samples/s (< 60)"),
+    ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
+    ("ravdess_lr_egemaps_whisper", "logistic regression, eGeMAPS + Whisper (the bar)", ZEN3, "reference"),
+]
+
+
+def cell(summary: dict, key: str) -> str:
+    m = summary.get(key)
+    return f"{m['mean']:.3f} ± {m['std']:.3f}" if m else "—"
+
+
+def val_cell(val: dict | None) -> str:
+    return f"{val['mean']:.3f}" if val else "—"
+
+
+def main() -> None:
+    lines = ["| setting | machine, LM precision | val UA | test UA | test macro-F1 | outcome | folder |", "|---|---|---|---|---|---|---|"]
+    for folder, setting, machine, outcome in ROWS:
+        s = json.loads((CV / folder / "summary.json").read_text())
+        val = s.get("validation", {}).get("ua")
+        lines.append(f"| {setting} | {machine} | {val_cell(val)} | "
+                     f"{cell(s, 'ua')} | {cell(s, 'macro_f1')} | {outcome} | `results/cv/{folder}/` |")
+    out = Path(__file__).with_name("all_settings.md")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
