@@ -109,14 +109,14 @@ def summarise(fold_dirs: list[Path], out_dir: Path, split: str = "test") -> dict
         vals = [m[key] for m in per_fold.values() if key in m]
         if vals:
             summary[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_fold": vals}
-    # The same figures on each fold's validation groups (the kept model; training-side data): what a
-    # choice between settings is made on, so that no test fold decides a recipe.
     # The precision each fold's LM ran in (`model.lm.dtype: auto` picks bf16 only on CPUs and GPUs with bf16
     # units): the same config gives other figures in bf16 and fp32, so a summary says which it was.
     precisions = sorted({json.loads(p.read_text())["precision"]["weights"] for d in fold_dirs
                          for p in [d / "model" / "emotion_lm.json"] if p.exists()})
     if precisions:
         summary["lm_precision"] = precisions
+    # The same figures on each fold's validation groups (the kept model; training-side data): what a
+    # choice between settings is made on, so that no test fold decides a recipe.
     val_metrics = validation_metrics(fold_dirs) if split != "val" else None
     if val_metrics:
         summary["validation"] = {key: {"mean": float(np.mean([m[key] for m in val_metrics])),

@@ -72,5 +72,5 @@ def set_aside_if_changed(recipe: str, overrides: list[str]) -> None:
     except EmotuneError as exc:
         aside = out_dir.with_name(f"{out_dir.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
         out_dir.rename(aside)
-        log(f"{out_dir} was made under an earlier recipe or corpus ({str(exc).split(': ', 1)[-1].split('. To start')[0]}); "
-            f"kept as {aside}, a new run starts")
+        what = str(exc).partition("different config: ")[2].partition(". To start")[0] or str(exc)
+        log(f"{out_dir} was made under an earlier recipe or corpus ({what}); kept as {aside}, a new run starts")
