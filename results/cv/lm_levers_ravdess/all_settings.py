@@ -42,6 +42,7 @@ ROWS = [
     ("ravdess_lm_assistant_mixup_lora_8ep", "the recipe, ≤ 8 epochs", XEON, "the single-model choice"),
     ("ravdess_lm_assistant_mixup_lora_distill", "the recipe + distillation from the LR", XEON, "not chosen"),
     ("ravdess_lm_epyc/6ep_s0", "the recipe, seed 0", EPYC, "member"),
+    ("ravdess_lm_epyc/6ep_s0_fp32", "the recipe, seed 0, in fp32", "AMD EPYC (AVX512-BF16), fp32", "measurement only"),
     ("ravdess_lm_epyc/6ep_s1", "the recipe, seed 1", EPYC, "member"),
     ("ravdess_lm_epyc/6ep_2seeds", "the recipe, seeds 0 + 1 averaged", EPYC, "reference on this CPU"),
     ("ravdess_lm_epyc/8ep_s0", "≤ 8 epochs, seed 0", EPYC, "member"),
