@@ -142,9 +142,9 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    from train import replace_section
+    from sections import replace_section
 
-    replace_section("Evaluation", markdown(result))
+    replace_section(ROOT / "BENCHMARKS.md", "Evaluation", markdown(result))
     print(f"wrote {args.out} and the Evaluation section of BENCHMARKS.md")
 
 

@@ -48,12 +48,6 @@ SHAPES = {"whisper_seq": (8, 384), "egemaps": (88,)}
 SENTENCES = ["Kids are talking by the door", "Dogs are sitting by the door"]
 
 
-def replace_section(title: str, body: list[str], path: Path = ROOT / "BENCHMARKS.md") -> None:
-    from sections import replace_section as replace
-
-    replace(path, title, body)
-
-
 def markdown(out: dict) -> list[str]:
     m = out["machine"]
     rows = ["| path | s/step | samples/s | prompt tokens/s | GFLOP/step | achieved GFLOP/s | MFU | vs HF fp32 |",
@@ -292,7 +286,9 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     if not args.skip_hf:
-        replace_section("Training", markdown(out))
+        from sections import replace_section
+
+        replace_section(ROOT / "BENCHMARKS.md", "Training", markdown(out))
     print(f"wrote {args.out}" + ("" if args.skip_hf else " and the Training section of BENCHMARKS.md"))
 
 

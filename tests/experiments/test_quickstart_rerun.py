@@ -16,14 +16,14 @@ def claim(overrides: list[str]) -> Path:
 
 def test_a_run_of_an_earlier_recipe_is_renamed_aside_and_a_current_one_stays(tmp_path, capsys):
     base = [f"data.manifest={tmp_path}/manifest.jsonl", f"run_dir={tmp_path}/${{name}}", "name=emotion_lm"]
-    run = claim([*base, "model.lm.dtype=auto", "train.bf16=auto"])  # what the recipe said before it pinned fp32
+    run = claim([*base, "train.epochs=9"])  # an earlier recipe: another epoch count
     (run / "results.txt").write_text("computed before the update")
     set_aside_if_changed(str(RECIPE), base)
     kept = list(tmp_path.glob("emotion_lm.before-*"))
     assert not run.exists() and len(kept) == 1
     assert (kept[0] / "results.txt").read_text() == "computed before the update"
     err = capsys.readouterr().err
-    assert "made under an earlier recipe" in err and "model.lm.dtype 'auto' → 'fp32'" in err  # what changed
+    assert "made under an earlier recipe" in err and "train.epochs 9 →" in err  # what changed
     # A folder of the current recipe stays where it is.
     run = claim(base)
     set_aside_if_changed(str(RECIPE), base)
