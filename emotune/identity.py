@@ -6,7 +6,9 @@ run); anything else stops with one line naming the differing keys, so a result c
 belong to settings other than the ones recorded beside it.
 
 Keys that cannot change a result (where the run is written, progress bars, worker counts, the cache
-location) are left out of the hash, so `train.progress=false` on a rerun is not a different run.
+location) are left out of the hash, so `train.progress=false` on a rerun is not a different run. Settings of
+the model kind a run does not use (the emotion LM's under a head, the heads' under the LM) are recorded but
+not compared, so an LR folder stays the LR's when only `model.lm.*` changes.
 """
 
 from __future__ import annotations
@@ -87,6 +89,26 @@ LATER_KEYS = {
 }
 
 
+# The config section a model kind never reads. A head ignores the emotion LM's settings; the LM ignores the
+# heads' (the heads it fits itself for model.lm.probe_init and model.lm.distill take the heads' defaults).
+UNREAD = {"baseline_lr": "model.lm.", "baseline_mlp": "model.lm.", "emotion_lm": "model.baseline."}
+
+
+def read_keys(keys: dict[str, Any]) -> dict[str, Any]:
+    """The flat config keys the run's model kind can read."""
+    prefix = UNREAD.get(keys.get("model.kind"))
+    return {k: v for k, v in keys.items() if not (prefix and k.startswith(prefix))}
+
+
+def _same_read_keys(identity: dict, old: dict) -> bool:
+    """Do the two configs agree on every key the model reads (later keys that keep the old behaviour aside)?"""
+    keys, older = identity["config"], old.get("config")
+    if older is None or keys.get("model.kind") != older.get("model.kind"):
+        return False
+    neutral = {k for k, holds in LATER_KEYS.items() if k in keys and k not in older and holds(keys)}
+    return digest(read_keys({k: v for k, v in keys.items() if k not in neutral})) == digest(read_keys(older))
+
+
 def _without_later_keys(identity: dict, old: dict) -> str:
     """The config hash of `identity` without the later keys that `old` lacks and that keep the old behaviour."""
     keys = identity["config"]
@@ -97,6 +119,8 @@ def _without_later_keys(identity: dict, old: dict) -> str:
 def describe_difference(old: dict, new: dict) -> str:
     """'train.epochs 10 → 5, data: the manifest changed' — what makes two identities differ."""
     a, b = old.get("config", {}), new.get("config", {})
+    if a.get("model.kind") == b.get("model.kind"):  # keys the model never reads are no difference
+        a, b = read_keys(a), read_keys(b)
     parts = [f"{k} {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in sorted(set(a) | set(b))
              if a.get(k) != b.get(k)]
     da, db = old.get("data", {}), new.get("data", {})
@@ -126,7 +150,8 @@ def check_or_claim(run_dir: Path, identity: dict, write: bool = True) -> bool:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, identity)
         return False
-    same_config = old.get("config_hash") in (identity["config_hash"], _without_later_keys(identity, old))
+    same_config = (old.get("config_hash") in (identity["config_hash"], _without_later_keys(identity, old))
+                   or _same_read_keys(identity, old))
     same_data = old.get("data_hash") in (None, identity["data_hash"])
     if not (same_config and same_data):
         raise EmotuneError(
@@ -135,6 +160,14 @@ def check_or_claim(run_dir: Path, identity: dict, write: bool = True) -> bool:
     if not path.exists() and write:  # an older run dir that matches: record its identity from now on
         atomic_write_json(path, identity)
     return True
+
+
+def recorded_hash(run_dir: Path, identity: dict) -> str:
+    """The config + data hash the folder was claimed under (`identity`'s if it records none): a rerun that
+    `check_or_claim` accepts as the same run resumes the checkpoints written under it."""
+    path = Path(run_dir) / FILE
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.exists() else identity
+    return recorded["config_hash"] + (recorded.get("data_hash") or identity["data_hash"])
 
 
 def _legacy_identity(run_dir: Path, identity: dict) -> dict:

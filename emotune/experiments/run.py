@@ -33,7 +33,7 @@ from emotune.data.labels import load_label_set
 from emotune.data.sample import Manifest, read_manifest
 from emotune.data.splits import Fold, check_fold, leak_groups, make_folds
 from emotune.errors import EmotuneError
-from emotune.identity import check_or_claim, make_identity
+from emotune.identity import check_or_claim, make_identity, recorded_hash
 from emotune.io import read_jsonl
 from emotune.process import is_main_process
 
@@ -344,7 +344,7 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     # input width is known only then) set `init_hash` themselves.
     before = model.state_hash()
     t0 = time.time()
-    run_hash = identity["config_hash"] + identity["data_hash"]
+    run_hash = recorded_hash(run_dir, identity)
     history = model.fit(data.train, data.val, run_dir / ("selection" if cfg.train.refit else "model"), run_hash=run_hash)
     if cfg.train.refit:
         model, history = refit(cfg, model, history, data, shapes, run_dir, run_hash, label_set_for(cfg, manifest))

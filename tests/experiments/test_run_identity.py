@@ -151,19 +151,50 @@ def test_reasoning_position_added_later_keeps_old_reasoning_runs(tmp_path):
         check_or_claim(run, after, write=False)
 
 
-@pytest.mark.parametrize("key,changed", [("model.lm.input_layout", "grouped"), ("model.lm.feature_noise", "0.5"),
-                                         ("model.lm.mixup", "0.4"), ("data.split_seed", "0"),
-                                         ("model.baseline.seeds", "3"), ("train.refit", "true")])
-def test_settings_added_later_keep_old_runs(tmp_path, key, changed):
+@pytest.mark.parametrize("key,changed,kind", [("model.lm.input_layout", "grouped", "emotion_lm"),
+                                              ("model.lm.feature_noise", "0.5", "emotion_lm"),
+                                              ("model.lm.mixup", "0.4", "emotion_lm"), ("data.split_seed", "0", "emotion_lm"),
+                                              ("model.baseline.seeds", "3", "baseline_mlp"), ("train.refit", "true", "emotion_lm")])
+def test_settings_added_later_keep_old_runs(tmp_path, key, changed, kind):
     """Runs made before these keys existed had one line per input, no feature noise, one MLP net."""
     from emotune.identity import check_or_claim, make_identity
 
-    lm = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [f"data.manifest={tmp_path}/m.jsonl"]))
+    base = [f"data.manifest={tmp_path}/m.jsonl", f"model.kind={kind}"]
+    lm = make_identity(load_config("configs/ravdess_lm_pooled.yaml", base))
     run = folder_made_before(tmp_path / "run", lm, key)
     assert check_or_claim(run, lm, write=False)
-    other = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [f"data.manifest={tmp_path}/m.jsonl", f"{key}={changed}"]))
+    other = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [*base, f"{key}={changed}"]))
     with pytest.raises(EmotuneError, match=key.split(".")[-1]):
         check_or_claim(run, other, write=False)
+
+
+@pytest.mark.parametrize("kind,unread,read", [
+    ("baseline_lr", ["model.lm.dtype=fp32", "model.lm.mixup=0.4"], "model.baseline.C_grid=[1.0]"),
+    ("baseline_mlp", ["model.lm.lora.r=4"], "model.baseline.hidden=64"),
+    ("emotion_lm", ["model.baseline.hidden=64", "model.baseline.seeds=3"], "model.lm.mixup=0.2"),
+])
+def test_settings_the_model_kind_never_reads_do_not_make_another_run(tmp_path, kind, unread, read):
+    """An LR folder stays the LR's when only the LM's settings change (and the LM's when only the heads' do); a key
+    the model reads still makes another run, and the error names only such keys."""
+    from emotune.identity import check_or_claim, make_identity, recorded_hash
+
+    base = [f"data.manifest={tmp_path}/m.jsonl", f"model.kind={kind}"]
+    first = make_identity(load_config("configs/ravdess_lm_pooled.yaml", base))
+    run = tmp_path / "run"
+    assert not check_or_claim(run, first)
+    changed = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [*base, *unread]))
+    assert changed["config_hash"] != first["config_hash"]  # recorded: the hash covers every key
+    assert check_or_claim(run, changed)
+    # A half-done run resumes its checkpoints: they were written under the hash the folder was claimed with.
+    assert recorded_hash(run, changed) == first["config_hash"] + first["data_hash"]
+    other = make_identity(load_config("configs/ravdess_lm_pooled.yaml", [*base, *unread, read]))
+    with pytest.raises(EmotuneError) as err:
+        check_or_claim(run, other)
+    assert read.split("=")[0] in str(err.value) and unread[0].split("=")[0] not in str(err.value)
+    # Another model kind in the same folder is always another run.
+    lr_or_lm = "emotion_lm" if kind != "emotion_lm" else "baseline_lr"
+    with pytest.raises(EmotuneError, match="model.kind"):
+        check_or_claim(run, make_identity(load_config("configs/ravdess_lm_pooled.yaml", [*base, f"model.kind={lr_or_lm}"])))
 
 
 def test_a_subsampled_run_extracts_the_features_of_its_drawn_samples_only(tmp_path, corpus):
