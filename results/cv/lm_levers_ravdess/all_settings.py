@@ -53,6 +53,11 @@ ROWS = [
     ("ravdess_lm_epyc/6ep_s3", "the recipe, seed 3", EPYC, "member"),
     ("ravdess_lm_epyc/6ep_s4", "the recipe, seed 4", EPYC, "member"),
     ("ravdess_lm_epyc/6ep_5seeds", "the recipe, seeds 0–4 averaged", EPYC, "chosen on validation, refused: scores 56.5 samples/s (< 60)"),
+    ("ravdess_lm_epyc/seq8_s0", "the recipe + `whisper_seq(k=8)`: 8 segment tokens beside the pooled ones, seed 0", EPYC, "not chosen"),
+    ("ravdess_lm_epyc/balanced_s0", "the recipe + class weights, seed 0", EPYC, "chosen for two more seeds"),
+    ("ravdess_lm_epyc/balanced_s1", "the recipe + class weights, seed 1", EPYC, "member"),
+    ("ravdess_lm_epyc/balanced_s2", "the recipe + class weights, seed 2", EPYC, "member"),
+    ("ravdess_lm_epyc/balanced_3seeds", "the recipe + class weights, seeds 0–2 averaged", EPYC, "not chosen (validation below the headline's)"),
     ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
     ("ravdess_lr_egemaps_whisper", "logistic regression, eGeMAPS + Whisper (the bar)", ZEN3, "reference"),
 ]
