@@ -4,7 +4,9 @@ The members are runs of one recipe that differ in their seed (`seed=1`, `seed=2`
 split. Their class probabilities are averaged with equal weights, on the validation side and on the test
 side alike: nothing is chosen, so the ensemble's validation figure can be compared with its members' (and
 with other settings) before its test side is read. A member is a run directory made by `emotune train`
-or a CV directory made by `emotune cv` (then every fold is averaged with the same fold of the others).
+or a CV directory made by `emotune cv` (then every fold is averaged with the same fold of the others), or
+an ensemble's output: it then counts as one member, so `ensemble SEEDS_AVG HEAD` weighs the seed average and
+the head equally.
 
 The output is a run directory (eval_val/, eval_test/, fold.json) or a CV directory (fold folders and
 summary.json) like any other, with ensemble.json naming the members; it is reported as "N seeds averaged".
@@ -36,6 +38,8 @@ def _units(member: Path) -> dict[str, Path]:
 def _target(run: Path) -> str:
     from emotune.config import load_config
 
+    if not (run / "config.yaml").exists() and (run / "ensemble.json").exists():
+        return "single"  # an ensemble's own output: only single-label runs are ever averaged
     return load_config(run / "config.yaml").data.target
 
 

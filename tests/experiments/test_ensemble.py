@@ -73,3 +73,15 @@ def test_a_member_refit_on_its_validation_side_is_refused(tmp_path):
     (b / "history.json").write_text(json.dumps({"refit_on_validation": True}))
     with pytest.raises(EmotuneError, match="refit on its validation groups"):
         ensemble([str(a), str(b)], str(tmp_path / "ens"))
+
+
+def test_an_ensemble_is_a_member_of_another_with_the_weight_of_one(tmp_path):
+    """The seed average of one model beside a head, each weighing half: (mean(a, b) + c) / 2."""
+    a = fake_run(tmp_path / "a", [[0.8, 0.2]] * 4, [[0.8, 0.2]] * 4)
+    b = fake_run(tmp_path / "b", [[0.4, 0.6]] * 4, [[0.4, 0.6]] * 4)
+    c = fake_run(tmp_path / "c", [[0.1, 0.9]] * 4, [[0.1, 0.9]] * 4)
+    ensemble([str(a), str(b)], str(tmp_path / "ab"))
+    ensemble([str(tmp_path / "ab"), str(c)], str(tmp_path / "ab_c"))
+    rows = [json.loads(line) for line in (tmp_path / "ab_c" / "eval_test" / "predictions.jsonl").read_text().splitlines()]
+    assert rows[0]["scores"]["happy"] == pytest.approx(((0.8 + 0.4) / 2 + 0.1) / 2, abs=1e-6)
+    assert json.loads((tmp_path / "ab_c" / "ensemble.json").read_text())["members"] == [str(tmp_path / "ab"), str(c)]
