@@ -60,6 +60,7 @@ ROWS = [
     ("ravdess_lm_epyc/balanced_3seeds", "the recipe + class weights, seeds 0–2 averaged", EPYC, "not chosen (validation below the headline's)"),
     ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
     ("ravdess_lm_epyc/fusion_3seeds_lr", "`fusion`: the headline LM + the LR, weight chosen per fold (its own model, not the LM)", EPYC, "not better than the LR"),
+    ("ravdess_lm_epyc/lm_lr_average", "the headline LM and the LR averaged half and half (its own model, not the LM)", EPYC, "not better than the LR"),
     ("ravdess_lr_egemaps_whisper", "logistic regression, eGeMAPS + Whisper (the bar)", ZEN3, "reference"),
 ]
 
