@@ -231,9 +231,11 @@ def test_lowrank_projector_maps_through_rank_dimensions(tiny_dir):
         LMConfig(projector_rank=0)
 
 
-def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir):
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir, attention):
+    """Multi-token labels continue each row's cache, all labels of a row packed into one sequence behind it."""
     labels = list(load_label_set("goemotions").names)[:6]
-    model = make(tiny_dir, labels=labels)
+    model = make(tiny_dir, labels=labels, attention=attention)
     assert not model.net.single_token  # the tiny tokenizer splits some of these labels
     ex = random_examples(5, labels, SHAPES, seed=1, missing=0.3)
     rows = [model.batcher.row(ex, i, model.templates[0]) for i in range(5)]
