@@ -86,6 +86,7 @@ LATER_KEYS = {
     "train.label_smoothing": lambda keys: keys.get("train.label_smoothing") == 0,
     "train.refit": lambda keys: not keys.get("train.refit"),
     "train.ema": lambda keys: not keys.get("train.ema"),
+    "model.lm.max_text_tokens": lambda keys: not keys.get("model.lm.max_text_tokens"),
 }
 
 

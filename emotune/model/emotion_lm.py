@@ -104,7 +104,8 @@ class EmotionLM:
             for n in self.inputs
         }
         self.batcher = Batcher(self.tokenizer, self.label_names, self.inputs, self.feature_shapes, cfg.tokens, target,
-                               cfg.max_text_chars, train_cfg.eval_batch_size, cfg.reasoning_position, cfg.input_layout)
+                               cfg.max_text_chars, train_cfg.eval_batch_size, cfg.reasoning_position, cfg.input_layout,
+                               cfg.max_text_tokens)
         lm_weight = max(cfg.lm_loss_weight, 1.0) if target == "reasoning" else cfg.lm_loss_weight
         autocast = "bf16" in self.precision.values()
         seqs, owner = label_spellings(self.tokenizer, self.label_names)

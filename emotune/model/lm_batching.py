@@ -33,7 +33,7 @@ class Batcher:
 
     def __init__(self, tokenizer, label_names: list[str], inputs: list[str], feature_shapes: dict[str, tuple],
                  tokens: int, target: str, max_text_chars: int, eval_batch_size: int,
-                 reasoning_position: str = "before_label", input_layout: str = "lines"):
+                 reasoning_position: str = "before_label", input_layout: str = "lines", max_text_tokens: int = 0):
         self.tokenizer, self.label_names, self.inputs = tokenizer, list(label_names), list(inputs)
         self.feature_shapes, self.tokens, self.target = feature_shapes, tokens, target
         # A reasoning target whose reasoning comes before the label (else the label is scored right after
@@ -41,7 +41,7 @@ class Batcher:
         self.reasoning_first = target == "reasoning" and reasoning_position == "before_label"
         self.eval_batch_size = eval_batch_size
         self.renderer = PromptRenderer(tokenizer, self.label_names, self.inputs, target == "multi", max_text_chars,
-                                       input_layout)
+                                       input_layout, max_text_tokens)
 
     def n_tokens(self, name: str, array: np.ndarray) -> int:
         return int(array.shape[0]) if len(self.feature_shapes[name]) == 2 else self.tokens

@@ -71,6 +71,10 @@ class LMConfig:
     prompts: list[str] = dataclasses.field(default_factory=lambda: ["default"])
     eval_prompts: list[str] = dataclasses.field(default_factory=list)
     max_text_chars: int = 600  # transcripts and each context turn are cut to this many characters
+    # ... and then to about this many tokens (0 = no limit; the cut text re-encodes within a token or two of it). Characters do not bound tokens: a GoEmotions comment of
+    # Braille-pattern art is 1,435 tokens in 600 characters, and a batch padded to it needs more than 24 GB to train
+    # on a CPU.
+    max_text_tokens: int = 0
     # Weight of the ordinary next-token loss on the whole answer text (label, list or reasoning) beside
     # the closed-set loss over the label tokens; > 0 keeps free generation answering with labels.
     lm_loss_weight: float = 0.1
@@ -85,7 +89,7 @@ class LMConfig:
     attention: Literal["auto", "eager", "sdpa"] = "auto"
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "mixup": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "lm_loss_weight": ">=0", "max_new_tokens": ">=1", "distill_weight": "[0..1]", "projector_dropout": "0..1"})
+        check_ranges(self, {"projector_hidden": ">=1", "projector_rank": ">=1", "tokens": ">=1", "feature_noise": ">=0", "mixup": ">=0", "modality_dropout": "[0..1]", "max_text_chars": ">=1", "max_text_tokens": ">=0", "lm_loss_weight": ">=0", "max_new_tokens": ">=1", "distill_weight": "[0..1]", "projector_dropout": "0..1"})
         if self.reasoning_position not in ("before_label", "after_label"):
             from emotune.errors import EmotuneError
 

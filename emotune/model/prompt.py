@@ -119,15 +119,25 @@ class PromptRenderer:
     """Renders (template, present inputs, transcript, context) to ids; memoised, as prompts repeat."""
 
     def __init__(self, tokenizer, label_names: list[str], inputs: list[str], multi: bool, max_text_chars: int,
-                 layout: str = "lines"):
+                 layout: str = "lines", max_text_tokens: int = 0):
         self.tok = tokenizer
         self.layout = layout
         self.inputs = list(inputs)
         self.labels = ", ".join(label_names)
         self.choose = "every emotion that applies (comma-separated)" if multi else "the one emotion"
         self.max_chars = max_text_chars
+        self.max_tokens = max_text_tokens
         self.placeholder = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._memo: dict[tuple, Rendered] = {}
+
+    def cut(self, text: str) -> str:
+        """A transcript or context turn cut to max_text_chars characters, then to max_text_tokens tokens."""
+        text = _cut(text, self.max_chars)
+        if self.max_tokens:
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            if len(ids) > self.max_tokens:
+                text = self.tok.decode(ids[: self.max_tokens - 1]).rstrip() + "…"
+        return text
 
     def text(self, t: Template, n_tokens: dict[str, int], transcript: str, context: tuple[str, ...],
              assistant_open: bool = True, clues: str = "") -> str:
@@ -159,9 +169,9 @@ class PromptRenderer:
                 lines.append(f"{describe_input(name)}: {body}\n")
         context_text = ""
         if context:
-            turns = "\n".join(_cut(c, self.max_chars) for c in context)
+            turns = "\n".join(self.cut(c) for c in context)
             context_text = f"Earlier in the conversation:\n{turns}\n"
-        transcript_text = f'The person says: "{_cut(transcript, self.max_chars)}"\n' if transcript.strip() else ""
+        transcript_text = f'The person says: "{self.cut(transcript)}"\n' if transcript.strip() else ""
         # Clues in words (MERR: face, action units, tone, subtitle) are longer than one transcript.
         clues_text = f"Observed cues: {_cut(clues, 4 * self.max_chars)}\n" if clues.strip() else ""
         user = t.user.format(inputs="".join(lines), clues=clues_text, context=context_text, transcript=transcript_text,

@@ -54,3 +54,21 @@ def test_context_is_the_preceding_turns_of_the_same_dialogue(renderer):
     assert ex.context[first] == [] and context_block(renderer.text(t, {}, ex.texts[first], ())) == ""
     assert ex.context[by_id["test_7_1"]] == ["Ross: We were on a break"]  # its own split's turn 0
     assert "Unrelated words" not in "".join(c for cs in ex.context for c in cs if cs)  # last turn is never context
+
+
+def test_a_text_is_cut_to_max_text_tokens_after_max_text_chars(tmp_path):
+    """Characters do not bound tokens (Braille-pattern art is ~2-3 tokens a character): the token limit does."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(make_tiny_lm(tmp_path / "lm"))
+    art = "For your kindness I give a platinum " + "⣤⣶⣶⡶⠦⠴⠶⠶⠶⠶⡶⠶⠦⠶ ⠀⣿⣀⣀⣀⣀⠀⢀⣤⠄" * 30
+    short = "We were on a break"
+    free = PromptRenderer(tok, load_label_set("meld").names, ["minilm"], multi=False, max_text_chars=600)
+    capped = PromptRenderer(tok, load_label_set("meld").names, ["minilm"], multi=False, max_text_chars=600,
+                            max_text_tokens=16)
+    n = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+    assert n(free.cut(art)) > 100  # 600 characters, far more than 16 tokens
+    # Re-encoding the cut text in its prompt may merge or split a token at the cut and the ellipsis: a bound, not an exact count.
+    assert n(capped.cut(art)) <= 16 + 3 and capped.cut(art).endswith("…")
+    assert capped.cut(art).startswith("For your kindness")
+    assert capped.cut(short) == free.cut(short) == short  # a text within both limits is untouched
