@@ -103,18 +103,17 @@ def read_keys(keys: dict[str, Any]) -> dict[str, Any]:
 
 def _same_read_keys(identity: dict, old: dict) -> bool:
     """Do the two configs agree on every key the model reads (later keys that keep the old behaviour aside)?"""
-    keys, older = identity["config"], old.get("config")
-    if older is None or keys.get("model.kind") != older.get("model.kind"):
+    older = old.get("config")
+    if older is None or identity["config"].get("model.kind") != older.get("model.kind"):
         return False
-    neutral = {k for k, holds in LATER_KEYS.items() if k in keys and k not in older and holds(keys)}
-    return digest(read_keys({k: v for k, v in keys.items() if k not in neutral})) == digest(read_keys(older))
+    return digest(read_keys(_without_later(identity, old))) == digest(read_keys(older))
 
 
-def _without_later_keys(identity: dict, old: dict) -> str:
-    """The config hash of `identity` without the later keys that `old` lacks and that keep the old behaviour."""
+def _without_later(identity: dict, old: dict) -> dict:
+    """`identity`'s config keys without the later keys that `old` lacks and that keep the old behaviour."""
     keys = identity["config"]
     neutral = {k for k, holds in LATER_KEYS.items() if k in keys and k not in old.get("config", {}) and holds(keys)}
-    return digest({k: v for k, v in keys.items() if k not in neutral})
+    return {k: v for k, v in keys.items() if k not in neutral}
 
 
 def describe_difference(old: dict, new: dict) -> str:
@@ -151,7 +150,7 @@ def check_or_claim(run_dir: Path, identity: dict, write: bool = True) -> bool:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, identity)
         return False
-    same_config = (old.get("config_hash") in (identity["config_hash"], _without_later_keys(identity, old))
+    same_config = (old.get("config_hash") in (identity["config_hash"], digest(_without_later(identity, old)))
                    or _same_read_keys(identity, old))
     same_data = old.get("data_hash") in (None, identity["data_hash"])
     if not (same_config and same_data):

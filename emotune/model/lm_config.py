@@ -71,9 +71,9 @@ class LMConfig:
     prompts: list[str] = dataclasses.field(default_factory=lambda: ["default"])
     eval_prompts: list[str] = dataclasses.field(default_factory=list)
     max_text_chars: int = 600  # transcripts and each context turn are cut to this many characters
-    # ... and then to about this many tokens (0 = no limit; the cut text re-encodes within a token or two of it). Characters do not bound tokens: a GoEmotions comment of
-    # Braille-pattern art is 1,435 tokens in 600 characters, and a batch padded to it needs more than 24 GB to train
-    # on a CPU.
+    # ... and then to about this many tokens (0 = no limit; the cut text re-encodes within a token or two of it).
+    # Characters do not bound tokens: a GoEmotions comment of Braille-pattern art is 1,435 tokens in 600
+    # characters, and a batch padded to it needs more than 24 GB to train on a CPU.
     max_text_tokens: int = 0
     # Weight of the ordinary next-token loss on the whole answer text (label, list or reasoning) beside
     # the closed-set loss over the label tokens; > 0 keeps free generation answering with labels.

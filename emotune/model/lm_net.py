@@ -21,6 +21,7 @@ from emotune.model.projector import Projector
 
 
 PACK_MAX_ROW, PACK_MAX_TOKENS = 16, 512  # when `EmotionLMNet.hidden` packs a batch's rows (see _packed_hidden)
+MASK_KERNELS = ("eager", "sdpa")  # attention kernels that take a custom mask, which every packed form needs
 
 
 def splice(embeds: torch.Tensor, slot_mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -156,7 +157,7 @@ class EmotionLMNet(nn.Module):
         P = len(batch.prefix)
         # Short rows after a shared prefix are packed into one sequence; its mask grows with the square of
         # the packed length, hence the limits (RAVDESS-like rows are 2-6 tokens, transcripts far longer).
-        packable = self.base.config._attn_implementation in ("eager", "sdpa")  # kernels that take a custom mask
+        packable = self.base.config._attn_implementation in MASK_KERNELS
         if packable and P and not keep_cache and batch.attention_mask is None and 1 < B and S <= PACK_MAX_ROW \
                 and B * S <= PACK_MAX_TOKENS:
             return self._packed_hidden(batch, embeds), None
@@ -224,12 +225,13 @@ class EmotionLMNet(nn.Module):
         long = [q for q, t in enumerate(self.label_seqs) if len(t) > 1]
         M, L = len(long), max(len(self.label_seqs[q]) for q in long) - 1
         P, S = len(batch.prefix), batch.ids.shape[1]
-        cont = torch.full((B * M, L), int(self.first_ids[0]), device=self.device)
+        cont = torch.full((M, L), int(self.first_ids[0]), device=self.device)  # the tokens each label continues with
         for m, q in enumerate(long):
             toks = self.label_seqs[q][:-1]
-            cont[m::M, : len(toks)] = torch.tensor(toks, device=self.device)
-        if self.base.config._attn_implementation in ("eager", "sdpa"):  # kernels that take a custom mask
-            last = self._packed_continuations(cont[:M], batch, cache).reshape(B * M, L, -1)
+            cont[m, : len(toks)] = torch.tensor(toks, device=self.device)
+        # Rows of `last` below: row b's label m at b * M + m.
+        if self.base.config._attn_implementation in MASK_KERNELS:
+            last = self._packed_continuations(cont, batch, cache).reshape(B * M, L, -1)
         else:
             pos = torch.arange(S, device=self.device)
             # Row b attends to the prefix, its own prompt (not its padding or training answer), the continuation.
@@ -239,7 +241,7 @@ class EmotionLMNet(nn.Module):
             cache.batch_repeat_interleave(M)
             position_ids = (P + batch.score_at + 1).repeat_interleave(M)[:, None] + torch.arange(L, device=self.device)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                last = self.base.get_decoder()(input_ids=cont, attention_mask=seen.repeat_interleave(M, dim=0),
+                last = self.base.get_decoder()(input_ids=cont.repeat(B, 1), attention_mask=seen.repeat_interleave(M, dim=0),
                                                position_ids=position_ids, past_key_values=cache,
                                                use_cache=True).last_hidden_state
         logp = F.log_softmax(F.linear(last.float(), weight, bias), dim=-1)  # [B*M, L, V]
@@ -253,9 +255,8 @@ class EmotionLMNet(nn.Module):
     def _packed_continuations(self, cont: torch.Tensor, batch: Batch, cache) -> torch.Tensor:
         """[B, M*L, H]: every row's M label continuations (cont, [M, L]) laid end to end after its own cache, each
         token seeing the prefix, the row's prompt and the earlier tokens of its own label (a block-diagonal mask),
-        at the positions it would have alone. Copying the cache once per label instead held B x M copies of every
-        layer's keys and values for the backward pass: with GoEmotions' 28 labels and 32 comments a batch, more
-        than 24 GB on a CPU."""
+        at the positions it would have alone. Copying the cache once per label instead holds B x M copies of every
+        layer's keys and values (kept for the backward pass in training); here each row's cache is used once."""
         B, S = batch.ids.shape
         P = len(batch.prefix)
         M, L = cont.shape

@@ -231,9 +231,12 @@ def test_lowrank_projector_maps_through_rank_dimensions(tiny_dir):
         LMConfig(projector_rank=0)
 
 
-@pytest.mark.parametrize("attention", ["eager", "sdpa"])
-def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir, attention):
-    """Multi-token labels continue each row's cache, all labels of a row packed into one sequence behind it."""
+@pytest.mark.parametrize("attention,packed", [("eager", True), ("sdpa", True), ("eager", False)])
+def test_prefix_sharing_and_multi_token_labels_match_a_plain_forward(tiny_dir, attention, packed, monkeypatch):
+    """Multi-token labels continue each row's cache, all labels of a row packed into one sequence behind it (or,
+    for kernels that take no custom mask, on one copy of the cache per label)."""
+    if not packed:
+        monkeypatch.setattr(lm_net, "MASK_KERNELS", ())
     labels = list(load_label_set("goemotions").names)[:6]
     model = make(tiny_dir, labels=labels, attention=attention)
     assert not model.net.single_token  # the tiny tokenizer splits some of these labels
