@@ -59,9 +59,17 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raise EmotuneError(f"{path or 'config'}: train.refit retrains the emotion LM on a label target for the epoch "
                            f"count chosen on validation; model.kind {cfg.model.kind} with data.target {cfg.data.target} "
                            f"does not take it (the LR refits with model.baseline.refit)")
+    if cfg.train.inner_folds:
+        if cfg.model.kind != "emotion_lm" or cfg.data.target not in ("single", "soft"):
+            raise EmotuneError(f"{path or 'config'}: train.inner_folds chooses the emotion LM's epoch count on a single or "
+                               f"soft label target; model.kind {cfg.model.kind} with data.target {cfg.data.target} does "
+                               f"not take it (the LR chooses C by its own inner CV: model.baseline.inner_folds)")
+        if cfg.train.refit:
+            raise EmotuneError(f"{path or 'config'}: train.inner_folds refits on every training group itself; "
+                               f"train.refit (the validation side chooses, then a refit) is the other way: set one")
     for key in ("probe_init", "distill"):
-        if cfg.train.refit and cfg.model.kind == "emotion_lm" and getattr(cfg.model.lm, key) == "mlp":
-            raise EmotuneError(f"{path or 'config'}: train.refit trains the final model without a validation side, and "
+        if (cfg.train.refit or cfg.train.inner_folds) and cfg.model.kind == "emotion_lm" and getattr(cfg.model.lm, key) == "mlp":
+            raise EmotuneError(f"{path or 'config'}: train.refit / train.inner_folds train the final model without a validation side, and "
                                f"model.lm.{key}=mlp needs one for the MLP head's early stopping; use {key}=lr "
                                f"or no refit")
     if cfg.train.ema and cfg.model.kind != "emotion_lm":

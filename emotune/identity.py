@@ -85,6 +85,7 @@ LATER_KEYS = {
     "data.augment": lambda keys: keys.get("data.augment") is None,
     "train.label_smoothing": lambda keys: keys.get("train.label_smoothing") == 0,
     "train.refit": lambda keys: not keys.get("train.refit"),
+    "train.inner_folds": lambda keys: not keys.get("train.inner_folds"),
     "train.ema": lambda keys: not keys.get("train.ema"),
     "model.lm.max_text_tokens": lambda keys: not keys.get("model.lm.max_text_tokens"),
 }

@@ -116,6 +116,24 @@ def test_refit_is_refused_where_no_epoch_is_chosen_for_a_label_target(overrides)
     assert load_config(None, ["model.kind=emotion_lm", "train.refit=true"]).train.refit
 
 
+@pytest.mark.parametrize("overrides", [["model.kind=baseline_lr"], ["model.kind=baseline_mlp"],
+                                       ["model.kind=emotion_lm", "data.target=reasoning"],
+                                       ["model.kind=emotion_lm", "data.target=multi"]])
+def test_inner_folds_are_refused_where_no_epoch_is_chosen_for_a_class_target(overrides):
+    with pytest.raises(EmotuneError, match=r"train\.inner_folds .*model.kind"):
+        load_config(None, [*overrides, "train.inner_folds=3"])
+    assert load_config(None, ["model.kind=emotion_lm", "train.inner_folds=3"]).train.inner_folds == 3
+
+
+def test_inner_folds_take_two_parts_or_more_and_not_refit_besides():
+    with pytest.raises(EmotuneError, match="at least 2"):
+        load_config(None, ["model.kind=emotion_lm", "train.inner_folds=1"])
+    with pytest.raises(EmotuneError, match="set one"):
+        load_config(None, ["model.kind=emotion_lm", "train.inner_folds=3", "train.refit=true"])
+    with pytest.raises(EmotuneError, match="distill=mlp"):
+        load_config(None, ["model.kind=emotion_lm", "train.inner_folds=3", "model.lm.distill=mlp"])
+
+
 def test_train_epochs_changes_an_mlp_run():
     import numpy as np
 

@@ -65,7 +65,8 @@ def validation_metrics(fold_dirs: list[Path]) -> list[dict] | None:
     A model refit on training + validation once its setting was chosen (the LR's C) has seen the validation
     groups, so its scores there are in-sample: its figure is the one the choice was made on instead, the
     selection score in `history.json` (e.g. {"ua": inner UA at the chosen C}). An emotion LM refit for the
-    epoch count validation chose (`train.refit`) has the selected model's scores there in eval_val/."""
+    epoch count validation chose (`train.refit`) has the selected model's scores there in eval_val/; one whose epoch
+    count inner CV chose (`train.inner_folds`) has the mean inner validation score in `history.json`."""
     from emotune.evaluate.writer import headline_metrics
 
     out = []
@@ -74,6 +75,9 @@ def validation_metrics(fold_dirs: list[Path]) -> list[dict] | None:
         if history.get("refit_on_validation") and "C" in history:
             metric = history.get("metric", "ua")
             out.append({metric: history[f"inner_{metric}"][str(history["C"])]})
+        elif history.get("inner_folds"):  # the mean over every training group's inner validation (train.inner_folds)
+            metric = history.get("monitor", "ua")
+            out.append({metric: history[f"best_val_{metric}"]})
         elif (d / "eval_val" / "metrics.json").exists():
             out.append(headline_metrics(json.loads((d / "eval_val" / "metrics.json").read_text())))
         else:

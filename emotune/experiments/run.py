@@ -345,7 +345,12 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
     before = model.state_hash()
     t0 = time.time()
     run_hash = recorded_hash(run_dir, identity)
-    history = model.fit(data.train, data.val, run_dir / ("selection" if cfg.train.refit else "model"), run_hash=run_hash)
+    if cfg.train.inner_folds:
+        from emotune.experiments.inner_cv import choose_by_inner_cv
+
+        model, history = choose_by_inner_cv(cfg, data.train.concat(data.val), shapes, run_dir, run_hash)
+    else:
+        history = model.fit(data.train, data.val, run_dir / ("selection" if cfg.train.refit else "model"), run_hash=run_hash)
     if cfg.train.refit:
         model, history = refit(cfg, model, history, data, shapes, run_dir, run_hash, label_set_for(cfg, manifest))
     if not main:  # under accelerate launch / torchrun: rank 0 saves and evaluates
@@ -377,6 +382,9 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
 def check_refit(cfg: Config, data: FoldData, fold_name: str) -> None:
     """`train.refit` needs validation samples to choose the epoch on: refused before training (the model kind
     is checked when the config loads)."""
+    if cfg.train.inner_folds and cfg.data.augment:
+        raise EmotuneError(f"train.inner_folds validates on parts of the training side, where data.augment's perturbed "
+                           f"copies sit beside their originals; use one or the other ({fold_name})")
     if cfg.train.refit and not len(data.val):
         raise EmotuneError(f"train.refit needs validation samples to choose the epoch on, and {fold_name} has none "
                            f"(data.val_groups / data.val_fraction)")

@@ -34,6 +34,12 @@ class TrainConfig:
     # model.baseline.refit, for the epoch count): no validation sample is lost to training. The selection
     # run's validation scores stay the figures settings are compared on.
     refit: bool = False
+    # Choose by inner cross-validation, then refit (the emotion LM; the LM issue's protocol): the fold's training
+    # and validation groups together are cut into this many parts by group (speaker); a model from the same start
+    # trains on all but one part and is validated on it each epoch, for every part; the epoch with the best mean
+    # validation score is then trained on all of them. The validation figure is that mean, over every training
+    # group instead of one. 0 = off (the validation side chooses; train.refit then refits, or not).
+    inner_folds: int = 0
     # Weight averaging: an exponential moving average of the trained weights (decay per optimizer step;
     # 0 = off). Validation, early stopping and the kept model use the averaged weights, training goes on
     # from the live ones. The decay warms up as min(ema, (1 + step) / (10 + step)), so the first steps'
@@ -51,7 +57,12 @@ class TrainConfig:
     progress: bool = True  # progress bar with loss and rate on stderr
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "grad_accum": ">=1", "warmup": "0..1", "clip": ">=0", "weight_decay": ">=0", "patience": ">=0", "focal_gamma": ">=0", "label_smoothing": "0..1", "ema": "0..1", "checkpoint_every": ">=0", "eval_batch_size": ">=1"})
+        if self.inner_folds == 1:
+            from emotune.errors import EmotuneError
+
+            raise EmotuneError("train.inner_folds must be 0 (off) or at least 2 (each part is validated by a model "
+                               "trained on the others)")
+        check_ranges(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "grad_accum": ">=1", "warmup": "0..1", "clip": ">=0", "weight_decay": ">=0", "patience": ">=0", "focal_gamma": ">=0", "label_smoothing": "0..1", "ema": "0..1", "inner_folds": ">=0", "checkpoint_every": ">=0", "eval_batch_size": ">=1"})
 
 
 # The MLP head (a few thousand parameters on pooled features) trains for many short epochs on large

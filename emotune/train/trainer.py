@@ -114,7 +114,7 @@ def update_average(averaged: dict[str, torch.Tensor], current: dict[str, torch.T
 def run_identity(net: torch.nn.Module, task: Task, cfg: TrainConfig, seed: int, run_hash: str) -> dict:
     """What a checkpoint must have been trained under to be resumed: every setting that changes a step."""
     keys = {f"train.{f.name}": getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-            if f.name not in ("progress", "checkpoint_every", "refit")}  # refit: a later stage, not a step
+            if f.name not in ("progress", "checkpoint_every", "refit", "inner_folds")}  # later stages, not steps
     if not cfg.ema:
         del keys["train.ema"]  # checkpoints written before weight averaging existed stay resumable
     shapes = [(n, tuple(p.shape)) for n, p in net.named_parameters() if p.requires_grad]

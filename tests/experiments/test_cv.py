@@ -124,6 +124,50 @@ def test_lm_refit_trains_the_chosen_epochs_on_training_and_validation(tmp_path, 
            + ["model.kind=baseline_mlp", f"run_dir={tmp_path}/mlp"])
 
 
+def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tmp_path, corpus):
+    """train.inner_folds: each part of the training side (whole speakers) is validated by a model trained on the
+    others for every epoch; the best mean epoch is trained on all training speakers, and that model is tested.
+    The fold's validation figure is the mean curve's best value, and no validation-side file claims more."""
+    from emotune.data.sample import read_manifest
+    from emotune.train.checkpoint import load_tensors
+    from tests.model.tiny import make_tiny_lm
+
+    lm = make_tiny_lm(tmp_path / "lm")
+    config, overrides = recipe(tmp_path, corpus)
+    overrides = [o for o in overrides if not o.startswith(("model.kind", "train.epochs"))] + [
+        "model.kind=emotion_lm", f"model.lm.backbone={lm}", "model.lm.dtype=fp32", "model.lm.lora.enabled=false",
+        "model.lm.tokens=1", "model.lm.projector=linear", "train.epochs=3", "train.patience=1", "train.bf16=false",
+        "train.batch_size=16", "train.inner_folds=2", "train.progress=false"]
+    summary = cv(config, overrides)
+    group = {s.id: s.group for s in read_manifest(tmp_path / "manifest.jsonl").samples}
+    folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
+    assert len(folds) == 3
+    for f in folds:
+        fold = Fold.load(f / "fold.json")
+        h = json.loads((f / "history.json").read_text())
+        side = set(fold.train) | set(fold.val)
+        # two parts of whole speakers, together the training side; none of them is a test speaker
+        speakers = [set(g) for g in h["inner_groups"]]
+        assert len(speakers) == 2 and not speakers[0] & speakers[1]
+        assert speakers[0] | speakers[1] == {group[i] for i in side}
+        assert not (speakers[0] | speakers[1]) & {group[i] for i in fold.test}
+        # every part trained all 3 epochs (no early stopping inside), and the mean curve chose the epoch
+        assert [len(c) for c in h["inner_curves"]] == [3, 3]
+        mean = np.mean(h["inner_curves"], axis=0)
+        assert h["best_epoch"] == int(np.argmax(mean)) + 1 and h["best_val_ua"] == pytest.approx(mean.max())
+        assert all((f / "inner" / str(p) / "checkpoints").is_dir() for p in (1, 2))  # a killed run resumes there
+        # the kept model took the chosen epochs over the whole training side, without validation
+        assert h["refit"]["steps"] == h["best_epoch"] * -(-len(side) // 16) and h["refit"]["best_epoch"] is None
+        assert not (f / "eval_val").exists()  # the refit model saw every training speaker: no in-sample figure
+        kept, part = load_tensors(f / "model" / "emotion_lm.safetensors"), load_tensors(f / "inner" / "1" / "best.safetensors")
+        assert any(not np.array_equal(kept[k].numpy(), part[k].numpy()) for k in kept)
+    assert summary["validation"]["ua"]["per_fold"] == pytest.approx(
+        [json.loads((f / "history.json").read_text())["best_val_ua"] for f in folds])
+
+    with pytest.raises(EmotuneError, match="train.inner_folds"):
+        cv(config, [o for o in overrides if not o.startswith("run_dir")] + ["train.refit=true", f"run_dir={tmp_path}/x"])
+
+
 @pytest.mark.faults
 def test_cv_resumes_after_kill(tmp_path, corpus):
     config, overrides = recipe(tmp_path, corpus)

@@ -155,7 +155,8 @@ def test_reasoning_position_added_later_keeps_old_reasoning_runs(tmp_path):
                                               ("model.lm.feature_noise", "0.5", "emotion_lm"),
                                               ("model.lm.mixup", "0.4", "emotion_lm"), ("data.split_seed", "0", "emotion_lm"),
                                               ("model.baseline.seeds", "3", "baseline_mlp"), ("train.refit", "true", "emotion_lm"),
-                                              ("model.lm.max_text_tokens", "256", "emotion_lm")])
+                                              ("model.lm.max_text_tokens", "256", "emotion_lm"),
+                                              ("train.inner_folds", "4", "emotion_lm")])
 def test_settings_added_later_keep_old_runs(tmp_path, key, changed, kind):
     """Runs made before these keys existed had one line per input, no feature noise, one MLP net."""
     from emotune.identity import check_or_claim, make_identity
