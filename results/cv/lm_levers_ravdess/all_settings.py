@@ -58,6 +58,7 @@ ROWS = [
     ("ravdess_lm_epyc/balanced_s1", "the recipe + class weights, seed 1", EPYC, "member"),
     ("ravdess_lm_epyc/balanced_s2", "the recipe + class weights, seed 2", EPYC, "member"),
     ("ravdess_lm_epyc/balanced_3seeds", "the recipe + class weights, seeds 0–2 averaged", EPYC, "not chosen (validation below the headline's)"),
+    ("ravdess_lm_epyc/inner4_s0", "the recipe, epochs from 4-part inner CV over all 20 training actors, then a refit on them, seed 0 (val UA: the inner mean)", EPYC, "measurement only"),
     ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
     ("ravdess_lm_epyc/fusion_3seeds_lr", "`fusion`: the headline LM + the LR, weight chosen per fold (its own model, not the LM)", EPYC, "not better than the LR"),
     ("ravdess_lm_epyc/lm_lr_average", "the headline LM and the LR averaged half and half (its own model, not the LM)", EPYC, "not better than the LR"),
