@@ -32,6 +32,18 @@ def recipe(tmp: Path, corpus: Path) -> tuple[str, list[str]]:
     return "configs/quickstart.yaml", overrides
 
 
+def lm_recipe(tmp: Path, corpus: Path, *extra: str) -> tuple[str, list[str]]:
+    """The same folds with a tiny emotion LM (projectors only, 3 epochs of batches of 16)."""
+    from tests.model.tiny import make_tiny_lm
+
+    lm = make_tiny_lm(tmp / "lm")
+    config, overrides = recipe(tmp, corpus)
+    return config, [o for o in overrides if not o.startswith(("model.kind", "train.epochs"))] + [
+        "model.kind=emotion_lm", f"model.lm.backbone={lm}", "model.lm.dtype=fp32", "model.lm.lora.enabled=false",
+        "model.lm.tokens=1", "model.lm.projector=linear", "train.epochs=3", "train.bf16=false",
+        "train.batch_size=16", "train.progress=false", *extra]
+
+
 def test_folds_independent_and_leak_free(tmp_path, corpus, capsys):
     config, overrides = recipe(tmp_path, corpus)
     summary = cv(config, overrides)
@@ -89,14 +101,7 @@ def test_lm_refit_trains_the_chosen_epochs_on_training_and_validation(tmp_path, 
     """train.refit: the epoch is chosen on the validation speaker by an early-stopped model, whose validation
     scores are the fold's validation figure; the kept model is then trained from the same start on training +
     validation for that many epochs, and it is the one tested."""
-    from tests.model.tiny import make_tiny_lm
-
-    lm = make_tiny_lm(tmp_path / "lm")
-    config, overrides = recipe(tmp_path, corpus)
-    overrides = [o for o in overrides if not o.startswith(("model.kind", "train.epochs"))] + [
-        "model.kind=emotion_lm", f"model.lm.backbone={lm}", "model.lm.dtype=fp32", "model.lm.lora.enabled=false",
-        "model.lm.tokens=1", "model.lm.projector=linear", "train.epochs=3", "train.patience=0", "train.bf16=false",
-        "train.batch_size=16", "train.refit=true", "train.progress=false"]
+    config, overrides = lm_recipe(tmp_path, corpus, "train.patience=0", "train.refit=true")
     summary = cv(config, overrides)
     folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
     assert len(folds) == 3
@@ -130,14 +135,8 @@ def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tm
     The fold's validation figure is the mean curve's best value, and no validation-side file claims more."""
     from emotune.data.sample import read_manifest
     from emotune.train.checkpoint import load_tensors
-    from tests.model.tiny import make_tiny_lm
 
-    lm = make_tiny_lm(tmp_path / "lm")
-    config, overrides = recipe(tmp_path, corpus)
-    overrides = [o for o in overrides if not o.startswith(("model.kind", "train.epochs"))] + [
-        "model.kind=emotion_lm", f"model.lm.backbone={lm}", "model.lm.dtype=fp32", "model.lm.lora.enabled=false",
-        "model.lm.tokens=1", "model.lm.projector=linear", "train.epochs=3", "train.patience=1", "train.bf16=false",
-        "train.batch_size=16", "train.inner_folds=2", "train.progress=false"]
+    config, overrides = lm_recipe(tmp_path, corpus, "train.patience=1", "train.inner_folds=2")
     summary = cv(config, overrides)
     group = {s.id: s.group for s in read_manifest(tmp_path / "manifest.jsonl").samples}
     folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
