@@ -66,7 +66,8 @@ def validation_metrics(fold_dirs: list[Path]) -> list[dict] | None:
     groups, so its scores there are in-sample: its figure is the one the choice was made on instead, the
     selection score in `history.json` (e.g. {"ua": inner UA at the chosen C}). An emotion LM refit for the
     epoch count validation chose (`train.refit`) has the selected model's scores there in eval_val/; one whose epoch
-    count inner CV chose (`train.inner_folds`) has the mean inner validation score in `history.json`."""
+    count inner CV chose (`train.inner_folds`) has its inner validation score in `history.json` (runs made before
+    its out-of-part predictions were kept have no eval_val/)."""
     from emotune.evaluate.writer import headline_metrics
 
     out = []
@@ -75,7 +76,7 @@ def validation_metrics(fold_dirs: list[Path]) -> list[dict] | None:
         if history.get("refit_on_validation") and "C" in history:
             metric = history.get("metric", "ua")
             out.append({metric: history[f"inner_{metric}"][str(history["C"])]})
-        elif history.get("inner_folds"):  # the mean over every training group's inner validation (train.inner_folds)
+        elif history.get("inner_folds"):  # the UA over every training group, held out in turn (train.inner_folds)
             metric = history.get("monitor", "ua")
             out.append({metric: history[f"best_val_{metric}"]})
         elif (d / "eval_val" / "metrics.json").exists():

@@ -143,7 +143,10 @@ class EmotionLM:
                                        self.cfg.mixup, soft_targets)
 
     # -- the EmotionModel protocol
-    def fit(self, train: Examples, val: Examples, out_dir: Path, run_hash: str = "") -> dict:
+    def fit(self, train: Examples, val: Examples, out_dir: Path, run_hash: str = "", keep_val_probs: bool = False) -> dict:
+        """Train on `train`, validating on `val` after each epoch. keep_val_probs: each epoch's record also holds
+        the validation samples' class probabilities (`val_probs`, in the order of `val`'s labelled samples), so
+        an inner CV can write per-sample predictions at the epoch it chooses afterwards (they survive a resume)."""
         from emotune.train.losses import class_weights, make_loss
         from emotune.train.trainer import fit
 
@@ -171,7 +174,7 @@ class EmotionLM:
         soft = (self.cfg.mixup > 0 or distilled is not None) and self.target == "single"
         loss_target = "single" if self.target == "reasoning" else "soft" if soft else self.target
         self.net.loss_fn = make_loss(kind, weights, tc.focal_gamma, loss_target, tc.label_smoothing)
-        task = LMTask(self, train, val, reasoning, distilled)
+        task = LMTask(self, train, val, reasoning, distilled, keep_probs=keep_val_probs)
         history = fit(self.net, task, tc, Path(out_dir), self.seed, run_hash)
         extra = {k: v for k, v in (("probe_init", probe), ("distill", teacher)) if v}
         return {**history, **extra}
@@ -304,8 +307,9 @@ class LMTask:
     """What the generic trainer needs from the emotion LM: batches, targets, a validation pass."""
 
     def __init__(self, model: EmotionLM, train: Examples, val: Examples, reasoning: Optional[list[str]] = None,
-                 soft_targets: Optional[np.ndarray] = None):
+                 soft_targets: Optional[np.ndarray] = None, keep_probs: bool = False):
         self.model, self.train, self.val, self.reasoning = model, train, val, reasoning
+        self.keep_probs = keep_probs
         self.soft_targets = soft_targets  # [N, C] distilled targets (model.lm.distill), else None
         self.n_train = len(train)
         self.targets = train.targets(model.target)
@@ -330,4 +334,7 @@ class LMTask:
             m = multilabel_metrics(val.y_multi, probs > 0.5, val.label_names, scores=probs)
             return {k: m[k] for k in ("map", "macro_f1", "micro_f1")}
         m = classification_metrics(val.hard_labels(), probs.argmax(1), val.label_names)
-        return {k: m[k] for k in ("ua", "wa", "macro_f1", "weighted_f1")}
+        out = {k: m[k] for k in ("ua", "wa", "macro_f1", "weighted_f1")}
+        if self.keep_probs:
+            out["probs"] = np.round(probs, 6).tolist()
+        return out

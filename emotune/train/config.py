@@ -36,9 +36,9 @@ class TrainConfig:
     refit: bool = False
     # Choose by inner cross-validation, then refit (the emotion LM; the LM issue's protocol): the fold's training
     # and validation groups together are cut into this many parts by group (speaker); a model from the same start
-    # trains on all but one part and is validated on it each epoch, for every part; the epoch with the best mean
-    # validation score is then trained on all of them. The validation figure is that mean, over every training
-    # group instead of one. 0 = off (the validation side chooses; train.refit then refits, or not).
+    # trains on all but one part and is validated on it each epoch, for every part; the epoch with the best UA
+    # over all parts' held-out samples is then trained on all of them. That UA is the validation figure, over
+    # every training group instead of one. 0 = off (the validation side chooses; train.refit then refits, or not).
     inner_folds: int = 0
     # Weight averaging: an exponential moving average of the trained weights (decay per optimizer step;
     # 0 = off). Validation, early stopping and the kept model use the averaged weights, training goes on

@@ -132,7 +132,7 @@ def test_lm_refit_trains_the_chosen_epochs_on_training_and_validation(tmp_path, 
 def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tmp_path, corpus):
     """train.inner_folds: each part of the training side (whole speakers) is validated by a model trained on the
     others for every epoch; the best mean epoch is trained on all training speakers, and that model is tested.
-    The fold's validation figure is the mean curve's best value, and no validation-side file claims more."""
+    The fold's validation figure is the best epoch's UA over every part's held-out speaker, kept per sample."""
     from emotune.data.sample import read_manifest
     from emotune.train.checkpoint import load_tensors
 
@@ -150,14 +150,17 @@ def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tm
         assert len(speakers) == 2 and not speakers[0] & speakers[1]
         assert speakers[0] | speakers[1] == {group[i] for i in side}
         assert not (speakers[0] | speakers[1]) & {group[i] for i in fold.test}
-        # every part trained all 3 epochs (no early stopping inside), and the mean curve chose the epoch
-        assert [len(c) for c in h["inner_curves"]] == [3, 3]
-        mean = np.mean(h["inner_curves"], axis=0)
-        assert h["best_epoch"] == int(np.argmax(mean)) + 1 and h["best_val_ua"] == pytest.approx(mean.max())
+        # every part trained all 3 epochs (no early stopping inside); the pooled out-of-part UA chose the epoch
+        assert [len(c) for c in h["inner_curves"]] == [3, 3] and len(h["inner_pooled"]) == 3
+        assert h["best_epoch"] == int(np.argmax(h["inner_pooled"])) + 1 and h["best_val_ua"] == max(h["inner_pooled"])
+        # ... and its per-sample predictions are kept: every training-side sample, scored by the part model that
+        # did not see it, recomputing the fold's validation figure
+        rows = [json.loads(l) for l in (f / "eval_val" / "predictions.jsonl").read_text().splitlines()]
+        assert sorted(r["id"] for r in rows) == sorted(side)
+        assert json.loads((f / "eval_val" / "metrics.json").read_text())["ua"] == pytest.approx(h["best_val_ua"])
         assert all((f / "inner" / str(p) / "checkpoints").is_dir() for p in (1, 2))  # a killed run resumes there
         # the kept model took the chosen epochs over the whole training side, without validation
         assert h["refit"]["steps"] == h["best_epoch"] * -(-len(side) // 16) and h["refit"]["best_epoch"] is None
-        assert not (f / "eval_val").exists()  # the refit model saw every training speaker: no in-sample figure
         kept, part = load_tensors(f / "model" / "emotion_lm.safetensors"), load_tensors(f / "inner" / "1" / "best.safetensors")
         assert any(not np.array_equal(kept[k].numpy(), part[k].numpy()) for k in kept)
     assert summary["validation"]["ua"]["per_fold"] == pytest.approx(
