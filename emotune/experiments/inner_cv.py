@@ -60,16 +60,15 @@ def choose_by_inner_cv(cfg, both: Examples, shapes: dict, run_dir: Path, run_has
     everyone = np.arange(len(both))
     curves, held_out, probs = [], [], []  # per part: UA per epoch, its scored samples, probabilities per epoch
     for p, held in enumerate(parts, start=1):
-        rest = np.setdiff1d(everyone, held)
+        rest, held_ex = np.setdiff1d(everyone, held), both.subset(held)
         log(f"{run_dir.name}: inner part {p}/{k}: train {len(rest)}, validate {len(held)} "
-            f"({len(set(both.subset(held).groups or []))} group(s))")
+            f"({len(set(held_ex.groups))} group(s))")
         model = build_model(inner_cfg, both.label_names, shapes)
-        records = model.fit(both.subset(rest), both.subset(held), run_dir / "inner" / str(p),
+        records = model.fit(both.subset(rest), held_ex, run_dir / "inner" / str(p),
                             run_hash=f"{run_hash}:inner{p}/{k}", keep_val_probs=True)["history"]
         if not records or any("val_probs" not in r for r in records):
             raise EmotuneError(f"{run_dir}: inner part {p} recorded no validation scores (no labelled sample in it?)")
         curves.append([r["val_ua"] for r in records])
-        held_ex = both.subset(held)
         held_out.append(held_ex.subset(model.trainable(held_ex)))  # the samples LMTask.validate scored, in order
         probs.append([np.asarray(r["val_probs"], dtype=float) for r in records])
     pooled = held_out[0]
@@ -87,7 +86,7 @@ def choose_by_inner_cv(cfg, both: Examples, shapes: dict, run_dir: Path, run_has
     refit_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, inner_folds=0, epochs=epoch, patience=0))
     model = build_model(refit_cfg, both.label_names, shapes)
     refit_history = model.fit(both, both.subset([]), run_dir / "model", run_hash=run_hash + ":refit")
-    history = {"inner_folds": k, "inner_groups": [sorted({str(g) for g in both.subset(h).groups}) for h in parts],
+    history = {"inner_folds": k, "inner_groups": [sorted({str(both.groups[i]) for i in h}) for h in parts] if both.groups else [],
                "inner_curves": curves, "inner_pooled": scores, "best_epoch": epoch, "best_val_ua": scores[epoch - 1],
                "monitor": "ua", "refit_on_validation": True, "refit_epochs": epoch, "refit": refit_history}
     return model, history
