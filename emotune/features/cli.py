@@ -13,7 +13,7 @@ def register(sub) -> None:
         description="Run feature extractors over a manifest; only what the cache lacks is computed.\n"
                     "Give a recipe (CONFIG [key=value ...]: reads data.manifest and features.*)\n"
                     "or --manifest and --extractors. Extractor specs take settings inline:\n"
-                    "  egemaps, logmel, whisper, whisper(pool=mean), whisper_seq(k=8), asr(language=auto), minilm, fer(frames=16), hf:<model id or path>\n"
+                    "  egemaps, logmel, whisper, whisper(pool=mean), whisper(layer=2), whisper_seq(k=8), asr(language=auto), minilm, fer(frames=16), hf:<model id or path>\n"
                     "Audio extractors take trim=silence|speech (cut quiet or non-speech ends first; cached apart).\n"
                     "Unreadable media are recorded as missing with a reason and the run goes on; the exit\n"
                     "status is then 1, and the count and the first files are printed (also with --check).\n"

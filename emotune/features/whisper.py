@@ -7,6 +7,9 @@ are pooled here (pooling the padding too washes the clip out). Longer clips run 
 The encoder runs once per clip: `whisper_states` caches the real-frame states, and every Whisper feature
 (`whisper`, `whisper(pool=mean)`, `whisper_seq(k=...)`) is derived from them, so extracting another one
 in a later run reads states instead of encoding (see `Extractor.upstream`).
+
+`layer=k` (any of them) reads the residual stream after k encoder blocks instead of the output; CTranslate2
+cannot return it, so those states come from the same weights run in torch (`whisper_layers`).
 """
 
 from __future__ import annotations
@@ -57,13 +60,26 @@ class WhisperBackend:
         if not (Path(path) / "model.bin").exists():
             raise EmotuneError(f"no CTranslate2 Whisper model in {path} (expected model.bin; convert with ct2-transformers-converter)")
         self.model = WhisperModel(path, device="cpu", compute_type=compute_type)
+        self.path = path
         self.dim = None
+        self._layers = None  # the torch encoder for `layer=k`, built on first use
         self._memo: collections.OrderedDict[tuple[str, str, str], np.ndarray] = collections.OrderedDict()
         self.encoded = 0  # encoder calls, so tests and benchmarks can see when states came from the cache
 
-    def encode(self, sources: list[Source], audios: list[np.ndarray] | None = None, trim: str = "none") -> list[np.ndarray]:
-        """(T, d) states over the real frames of each clip; windows of all clips are batched together."""
-        keys = [(str(s.path), s.fingerprint, trim) for s in sources]
+    def layers(self):
+        if self._layers is None:
+            from emotune.features.whisper_layers import TorchWhisperEncoder
+
+            self._layers = TorchWhisperEncoder(self.path)
+        return self._layers
+
+    def encode(self, sources: list[Source], audios: list[np.ndarray] | None = None, trim: str = "none",
+               layer: int = -1) -> list[np.ndarray]:
+        """(T, d) states over the real frames of each clip; windows of all clips are batched together.
+        layer -1: the encoder's output (CTranslate2); k >= 0: the residual stream after k blocks (torch)."""
+        if layer >= 0:
+            self.layers().check_layer(layer)
+        keys = [(str(s.path), s.fingerprint, trim, layer) for s in sources]
         todo = [i for i, k in enumerate(keys) if k not in self._memo]
         windows, owner = [], []
         for i in todo:
@@ -79,7 +95,11 @@ class WhisperBackend:
             from faster_whisper.transcribe import get_ctranslate2_storage
 
             self.encoded += 1
-            out = np.asarray(self.model.model.encode(get_ctranslate2_storage(np.stack(windows).astype(np.float32))))
+            batch = np.stack(windows).astype(np.float32)
+            if layer >= 0:
+                out = self.layers().states(batch, layer)
+            else:
+                out = np.asarray(self.model.model.encode(get_ctranslate2_storage(batch)))
             for (i, real), window in zip(owner, out):
                 states[i].append(window[:real])
         for i in todo:
@@ -95,8 +115,17 @@ class WhisperBackend:
 
 class _WhisperEncoder(AudioExtractor):
     version = "1"
-    defaults = {**AudioExtractor.defaults, "model": "", "compute_type": "float32"}  # model "": the bundled tiny.en
+    # model "": the bundled tiny.en. layer -1: the encoder's output; k: after k blocks (added later, so keys
+    # made before it stay as they were).
+    defaults = {**AudioExtractor.defaults, "model": "", "compute_type": "float32", "layer": -1}
+    late_settings = AudioExtractor.late_settings | {"layer"}
     batch_size = 4  # windows encoded together; more gives no speed-up on 2 cores
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        if self.settings["layer"] < -1:
+            raise EmotuneError(f"extractor '{self.name}': layer must be -1 (the encoder's output) or a block count "
+                               f">= 0, got {self.settings['layer']}")
 
     def backend(self) -> WhisperBackend:
         return WhisperBackend.get(self.settings["model"], self.settings["compute_type"])
@@ -135,7 +164,7 @@ class WhisperStates(_WhisperEncoder):
             except MediaError as exc:
                 out[i] = Missing(exc.reason)
         if ok:
-            states = self.backend().encode([sources[i] for i in ok], audios, self.settings["trim"])
+            states = self.backend().encode([sources[i] for i in ok], audios, self.settings["trim"], self.settings["layer"])
             for i, st in zip(ok, states):
                 out[i] = Output(st)
         return out
@@ -146,7 +175,7 @@ class _WhisperDerived(_WhisperEncoder):
 
     def upstream(self) -> str:
         s = self.settings
-        return WhisperStates(model=s["model"], compute_type=s["compute_type"], trim=s["trim"]).spec
+        return WhisperStates(model=s["model"], compute_type=s["compute_type"], trim=s["trim"], layer=s["layer"]).spec
 
     def compute_batch(self, sources):
         states = get_extractor(self.upstream()).compute_batch(sources)

@@ -45,9 +45,9 @@ def encoder_calls(monkeypatch):
     calls = []
     real = WhisperBackend.encode
 
-    def counting(self, sources, audios=None, trim="none"):
+    def counting(self, sources, audios=None, trim="none", layer=-1):
         before = self.encoded
-        out = real(self, sources, audios, trim)
+        out = real(self, sources, audios, trim, layer)
         calls.extend([len(sources)] * (self.encoded - before))
         return out
 
