@@ -49,7 +49,7 @@ ROWS = [
     ("ravdess_lm_epyc/8ep_s1", "≤ 8 epochs, seed 1", EPYC, "member"),
     ("ravdess_lm_epyc/8ep_2seeds", "≤ 8 epochs, seeds 0 + 1 averaged", EPYC, "not chosen"),
     ("ravdess_lm_epyc/6ep_s2", "the recipe, seed 2", EPYC, "member"),
-    ("ravdess_lm_epyc/6ep_3seeds", "**the recipe, seeds 0–2 averaged**", EPYC, "**the headline LM**"),
+    ("ravdess_lm_epyc/6ep_3seeds", "the recipe, seeds 0–2 averaged", EPYC, "the headline LM, then superseded"),
     ("ravdess_lm_epyc/6ep_s3", "the recipe, seed 3", EPYC, "member"),
     ("ravdess_lm_epyc/6ep_s4", "the recipe, seed 4", EPYC, "member"),
     ("ravdess_lm_epyc/6ep_5seeds", "the recipe, seeds 0–4 averaged", EPYC, "chosen on validation, refused: scores 56.5 samples/s (< 60)"),
@@ -59,10 +59,15 @@ ROWS = [
     ("ravdess_lm_epyc/balanced_s2", "the recipe + class weights, seed 2", EPYC, "member"),
     ("ravdess_lm_epyc/balanced_3seeds", "the recipe + class weights, seeds 0–2 averaged", EPYC, "not chosen (validation below the headline's)"),
     ("ravdess_lm_epyc/inner4_s0", "the recipe, epochs from 4-part inner CV over all 20 training actors, then a refit on them, seed 0 (val UA: the inner mean)", EPYC, "measurement only"),
+    ("ravdess_lm_epyc/wl2_s0", "the recipe + `whisper(layer=2)`: a third token, Whisper after 2 of 4 blocks, seed 0", EPYC, "member"),
+    ("ravdess_lm_epyc/wl2_s1", "the recipe + `whisper(layer=2)`, seed 1", EPYC, "member"),
+    ("ravdess_lm_epyc/wl2_s2", "the recipe + `whisper(layer=2)`, seed 2", EPYC, "member"),
+    ("ravdess_lm_epyc/wl2_3seeds", "**the recipe + `whisper(layer=2)`, seeds 0–2 averaged**", EPYC, "**the headline LM**"),
     ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
-    ("ravdess_lm_epyc/fusion_3seeds_lr", "`fusion`: the headline LM + the LR, weight chosen per fold (its own model, not the LM)", EPYC, "not better than the LR"),
-    ("ravdess_lm_epyc/lm_lr_average", "the headline LM and the LR averaged half and half (its own model, not the LM)", EPYC, "not better than the LR"),
+    ("ravdess_lm_epyc/fusion_3seeds_lr", "`fusion`: the recipe's three seeds (the headline before `whisper(layer=2)`) + the LR, weight chosen per fold (its own model, not the LM)", EPYC, "not better than the LR"),
+    ("ravdess_lm_epyc/lm_lr_average", "the recipe's three seeds and the LR averaged half and half (its own model, not the LM)", EPYC, "not better than the LR"),
     ("ravdess_lr_egemaps_whisper", "logistic regression, eGeMAPS + Whisper (the bar)", ZEN3, "reference"),
+    ("ravdess_whisper_layers/C2", "logistic regression, eGeMAPS + Whisper + `whisper(layer=2)`, refit (the headline LM's inputs; val UA: inner CV)", "AMD EPYC (AVX512-BF16)", "reference"),
 ]
 
 
