@@ -63,7 +63,7 @@ class WhisperBackend:
         self.path = path
         self.dim = None
         self._layers = None  # the torch encoder for `layer=k`, built on first use
-        self._memo: collections.OrderedDict[tuple[str, str, str], np.ndarray] = collections.OrderedDict()
+        self._memo: collections.OrderedDict[tuple[str, str, str, int], np.ndarray] = collections.OrderedDict()
         self.encoded = 0  # encoder calls, so tests and benchmarks can see when states came from the cache
 
     def layers(self):

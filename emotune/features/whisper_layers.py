@@ -1,11 +1,11 @@
 """Whisper's inner encoder layers, computed in torch from the CTranslate2 model's own weights.
 
-CTranslate2 returns only the encoder's output. Studies of speech encoders find paralinguistic cues
-(pitch, energy, voice quality) strongest below the last layers, which an ASR objective tunes towards the
-words; `whisper(layer=k)` reads the residual stream after k blocks instead. The weights are read straight
+CTranslate2 returns only the encoder's output. Layer-wise probes of speech encoders often find
+paralinguistic cues (pitch, energy, voice quality) strongest below the last layers, which an ASR objective
+tunes towards the words; `whisper(layer=k)` reads the residual stream after k blocks instead. The weights are read straight
 from `model.bin` (no second copy of the model and no download), and the same Whisper encoder is rebuilt in
 plain torch: conv stem, sinusoidal positions, pre-norm blocks. `encoder_output` (all blocks and the final
-norm) matches CTranslate2's `encode` within float error, which the tests check on a real clip.
+norm) matches CTranslate2's `encode` within float error, which the tests check on an audio window.
 """
 
 from __future__ import annotations
@@ -24,6 +24,13 @@ _INT_TYPES = {1: np.int8, 2: np.int16, 3: np.int32}
 
 def read_encoder_weights(model_bin: Path) -> dict[str, np.ndarray]:
     """The `encoder/...` variables of a CTranslate2 model.bin as float32 arrays, keyed without the prefix."""
+    try:
+        return _read(Path(model_bin))
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:  # cut short or not a model.bin at all
+        raise EmotuneError(f"{model_bin}: not a readable CTranslate2 model.bin ({exc})") from exc
+
+
+def _read(model_bin: Path) -> dict[str, np.ndarray]:
     import torch
 
     out: dict[str, np.ndarray] = {}

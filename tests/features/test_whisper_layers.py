@@ -101,6 +101,10 @@ def _model_bin(path, version=6, variables=()):
 
 
 def test_unreadable_model_bin_is_a_clear_error(tmp_path):
+    good = _model_bin(tmp_path / "cut.bin", variables=[("encoder/conv1/weight", np.ones((2, 80, 3)))])
+    good.write_bytes(good.read_bytes()[:-100])  # cut short inside the weights
+    with pytest.raises(EmotuneError, match="cut.bin: not a readable CTranslate2 model.bin"):
+        read_encoder_weights(good)
     with pytest.raises(EmotuneError, match="format 3 is too old"):
         read_encoder_weights(_model_bin(tmp_path / "old.bin", version=3))
     with pytest.raises(EmotuneError, match=r"not a Whisper model.*|no encoder/conv1"):
