@@ -63,6 +63,7 @@ ROWS = [
     ("ravdess_lm_epyc/wl2_s1", "the recipe + `whisper(layer=2)`, seed 1", EPYC, "member"),
     ("ravdess_lm_epyc/wl2_s2", "the recipe + `whisper(layer=2)`, seed 2", EPYC, "member"),
     ("ravdess_lm_epyc/wl2_3seeds", "**the recipe + `whisper(layer=2)`, seeds 0–2 averaged**", EPYC, "**the headline LM**"),
+    ("ravdess_lm_epyc/wl2_inner4_s0", "the recipe + `whisper(layer=2)`, epochs from 4-part inner CV, then a refit on all 20 training actors, seed 0 (val UA: inner CV)", EPYC, "measurement only"),
     ("ravdess_lm_epyc/wl2_s3", "the recipe + `whisper(layer=2)`, seed 3", EPYC, "member"),
     ("ravdess_lm_epyc/wl2_4seeds", "the recipe + `whisper(layer=2)`, seeds 0–3 averaged", EPYC, "not chosen (validation tied with three seeds)"),
     ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
