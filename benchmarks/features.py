@@ -5,6 +5,7 @@
     python benchmarks/features.py --warm-only
     python benchmarks/features.py --one-pass 100                   # whisper, then whisper_seq in a later run
     python benchmarks/features.py --imagenet 200                   # mobilenet_v2 on FER2013 test images
+    python benchmarks/features.py --layers 24                      # whisper vs whisper(layer=1..3), cold
 
 Cold: a fresh temporary cache, one extractor at a time on a spread of `--cold-samples` clips (every
 actor represented); the model load is timed apart (one warm-up clip) so the rate is the steady one.
@@ -26,6 +27,11 @@ FER2013 manifest), in a fresh temporary cache. The model load (weights read from
 already imported) and the first image are timed apart; cold = the N images computed and cached; warm =
 the same run again, reading the cache. Writes benchmarks/results/imagenet.json and the "ImageNet encoder
 (MobileNetV2)" section of BENCHMARKS.md.
+
+Inner layers (`--layers N`): cold rates, as above, of `whisper` (CTranslate2's encoder output) and of
+`whisper(layer=k)` for k = 1, 2, 3 (the stem and the first k blocks run in torch from the same weights),
+each alone in its own fresh cache, on the same N clips. Writes benchmarks/results/whisper_layers.json
+and the "Whisper's inner layers" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ DEFAULT = "egemaps,logmel,whisper,whisper_seq,minilm"
 SECTION = "Features"
 ONE_PASS = "Whisper: one encoder pass"
 IMAGENET = "ImageNet encoder (MobileNetV2)"
+LAYERS = "Whisper's inner layers (`whisper(layer=k)`)"
+LAYER_SPECS = ["whisper", "whisper(layer=1)", "whisper(layer=2)", "whisper(layer=3)"]
 
 
 def cpu_name() -> str:
@@ -279,6 +287,27 @@ def imagenet_markdown(path: Path, result: dict) -> None:
     write_section(path, IMAGENET, "\n".join(lines) + "\n")
 
 
+def layers_markdown(path: Path, result: dict) -> None:
+    rows = result["layers"]
+    n = rows["whisper"]["clips"]
+    lines = [f"## {LAYERS}", "",
+             f"`python benchmarks/features.py --layers {n}`, {result['date']}: {n} clips of {result['dataset']} "
+             f"({result['manifest']}, spread over it), each extractor alone in a fresh temporary cache, one worker; the "
+             "model load and the first clip are timed apart. `whisper` runs CTranslate2's encoder (all 4 blocks); "
+             "`whisper(layer=k)` runs the stem and the first k blocks in torch (fp32, batches of 4 windows) from the "
+             "same `model.bin` weights. Each also writes its encoder states to the cache, which every later feature of "
+             f"that layer reads. Machine: {result['machine']}; OMP_NUM_THREADS={result['omp_num_threads']}; 1-minute "
+             f"load average {result['load_average']} before.", "",
+             "| extractor | clips/s | seconds | model load + 1st clip (s) | seconds relative to `whisper` |",
+             "|---|---|---|---|---|"]
+    base = rows["whisper"]["seconds"]
+    for name in LAYER_SPECS:
+        r = rows[name]
+        lines.append(f"| `{name}` | {r['clips_per_s']} | {r['seconds']} | {r['first_clip_with_load_s']} | "
+                     f"{r['seconds'] / base:.2f} |")
+    write_section(path, LAYERS, "\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", help="default runs/manifests/ravdess.jsonl (make it with: emotune prepare ravdess "
@@ -291,6 +320,7 @@ def main() -> None:
     ap.add_argument("--one-pass", type=int, metavar="N",
                     help="only time whisper then whisper_seq as two runs on N clips, with and without cached encoder states")
     ap.add_argument("--imagenet", type=int, metavar="N", help="only time mobilenet_v2 cold and warm on N test images")
+    ap.add_argument("--layers", type=int, metavar="N", help="only time whisper and whisper(layer=1..3) cold on N clips")
     args = ap.parse_args()
     args.manifest = args.manifest or f"runs/manifests/{'fer2013' if args.imagenet else 'ravdess'}.jsonl"
     names = [n for n in args.extractors.split(",") if n]
@@ -307,6 +337,14 @@ def main() -> None:
         imagenet_markdown(ROOT / "BENCHMARKS.md", result)
         print(json.dumps(result["imagenet"], indent=1))
         print(f"wrote {out.relative_to(ROOT)} and the {IMAGENET} section of BENCHMARKS.md")
+        return
+    if args.layers:
+        result = dict(header)
+        result["layers"] = cold(manifest, LAYER_SPECS, args.layers)
+        out = ROOT / "benchmarks" / "results" / "whisper_layers.json"
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        layers_markdown(ROOT / "BENCHMARKS.md", result)
+        print(f"wrote {out.relative_to(ROOT)} and the {LAYERS} section of BENCHMARKS.md")
         return
     if args.one_pass:
         result = dict(header)

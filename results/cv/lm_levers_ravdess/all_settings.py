@@ -62,15 +62,20 @@ ROWS = [
     ("ravdess_lm_epyc/wl2_s0", "the recipe + `whisper(layer=2)`: a third token, Whisper after 2 of 4 blocks, seed 0", EPYC, "member"),
     ("ravdess_lm_epyc/wl2_s1", "the recipe + `whisper(layer=2)`, seed 1", EPYC, "member"),
     ("ravdess_lm_epyc/wl2_s2", "the recipe + `whisper(layer=2)`, seed 2", EPYC, "member"),
-    ("ravdess_lm_epyc/wl2_3seeds", "**the recipe + `whisper(layer=2)`, seeds 0–2 averaged**", EPYC, "**the headline LM**"),
+    ("ravdess_lm_epyc/wl2_3seeds", "the recipe + `whisper(layer=2)`, seeds 0–2 averaged", EPYC, "the headline LM, then superseded"),
     ("ravdess_lm_epyc/wl2_inner4_s0", "the recipe + `whisper(layer=2)`, epochs from 4-part inner CV, then a refit on all 20 training actors, seed 0 (val UA: inner CV)", EPYC, "measurement only"),
     ("ravdess_lm_epyc/wl2_s3", "the recipe + `whisper(layer=2)`, seed 3", EPYC, "member"),
     ("ravdess_lm_epyc/wl2_4seeds", "the recipe + `whisper(layer=2)`, seeds 0–3 averaged", EPYC, "not chosen (validation tied with three seeds)"),
+    ("ravdess_lm_epyc/wl123_s0", "the recipe + `whisper(layer=1)`, `whisper(layer=2)`, `whisper(layer=3)`: five tokens, seed 0", EPYC, "member"),
+    ("ravdess_lm_epyc/wl123_s1", "the recipe + layers 1, 2, 3, seed 1", EPYC, "member"),
+    ("ravdess_lm_epyc/wl123_s2", "the recipe + layers 1, 2, 3, seed 2", EPYC, "member"),
+    ("ravdess_lm_epyc/wl123_3seeds", "**the recipe + layers 1, 2, 3, seeds 0–2 averaged**", EPYC, "**the headline LM**"),
     ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
     ("ravdess_lm_epyc/fusion_3seeds_lr", "`fusion`: the recipe's three seeds (the headline before `whisper(layer=2)`) + the LR, weight chosen per fold (its own model, not the LM)", EPYC, "not better than the LR"),
     ("ravdess_lm_epyc/lm_lr_average", "the recipe's three seeds and the LR averaged half and half (its own model, not the LM)", EPYC, "not better than the LR"),
     ("ravdess_lr_egemaps_whisper", "logistic regression, eGeMAPS + Whisper (the bar)", ZEN3, "reference"),
-    ("ravdess_whisper_layers/C2", "logistic regression, eGeMAPS + Whisper + `whisper(layer=2)`, refit (the headline LM's inputs; val UA: inner CV)", "AMD EPYC (AVX512-BF16)", "reference"),
+    ("ravdess_whisper_layers/C2", "logistic regression, eGeMAPS + Whisper + `whisper(layer=2)`, refit (the previous headline LM's inputs; val UA: inner CV)", "AMD EPYC (AVX512-BF16)", "reference"),
+    ("ravdess_whisper_multilayer/D123", "logistic regression, eGeMAPS + Whisper + layers 1, 2, 3, refit (the headline LM's inputs; val UA: inner CV)", "AMD EPYC (AVX512-BF16)", "reference"),
 ]
 
 
