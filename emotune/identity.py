@@ -88,6 +88,7 @@ LATER_KEYS = {
     "train.inner_folds": lambda keys: not keys.get("train.inner_folds"),
     "train.ema": lambda keys: not keys.get("train.ema"),
     "model.lm.max_text_tokens": lambda keys: not keys.get("model.lm.max_text_tokens"),
+    "model.lm.probe_freeze": lambda keys: not keys.get("model.lm.probe_freeze"),
 }
 
 

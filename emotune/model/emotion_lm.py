@@ -190,6 +190,8 @@ class EmotionLM:
         head, history = probe_init.fit_head(kind, self.label_names, self.inputs, self.target, self.train_cfg.imbalance,
                                             self.seed, self.cfg.projector_hidden, train, val)
         probe_init.load(self.net.projectors, self.inputs, kind, head)
+        if self.cfg.probe_freeze:
+            probe_init.freeze_first_layers(self.net.projectors)
         keep = {k: v for k, v in history.items() if k != "curve" and not isinstance(v, (list, dict))}
         if not os.environ.get("EMOTUNE_QUIET"):
             print(f"projectors start from the {kind} head ({keep})", file=sys.stderr, flush=True)

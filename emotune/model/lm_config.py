@@ -37,6 +37,10 @@ class LMConfig:
     # one with rank = the number of classes takes them as its first layer). mlp: the MLP head's hidden layer
     # (projector: mlp of width projector_hidden, ReLU as in the head; one input). Then everything trains.
     probe_init: Literal["none", "lr", "mlp"] = "none"
+    # With probe_init=mlp: keep the projector's first layer where the head left it (frozen), so the LM reads
+    # the head's learned hidden features and trains only what maps them to its tokens: the probe's features
+    # are not distorted by training (the linear-probe end of Kumar et al. 2022's comparison).
+    probe_freeze: bool = False
     # Knowledge distillation from a head (distill.py): the closed-set target becomes
     # (1 - distill_weight) · one-hot(gold) + distill_weight · the head's probabilities, cross-fitted over
     # `distill_folds` parts of the training side (by speaker where samples have groups), so each sample's
@@ -98,6 +102,11 @@ class LMConfig:
             from emotune.errors import EmotuneError
 
             raise EmotuneError(f"model.lm.probe_init must be none, lr or mlp, got {self.probe_init!r}")
+        if self.probe_freeze and self.probe_init != "mlp":
+            from emotune.errors import EmotuneError
+
+            raise EmotuneError("model.lm.probe_freeze keeps the MLP head's hidden layer as the projector's first layer; "
+                               f"it needs model.lm.probe_init=mlp (got {self.probe_init!r})")
         if self.projector_dropout > 0 and self.projector == "linear":
             from emotune.errors import EmotuneError
 

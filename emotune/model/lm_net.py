@@ -299,7 +299,9 @@ class EmotionLMNet(nn.Module):
 
     # -- weights that training changes (+ the projectors' standardisation statistics)
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        # Every projector weight, frozen or not (model.lm.probe_freeze): a model rebuilt from its config starts
+        # them at random, so they belong to what a run saves.
+        state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad or n.startswith("projectors.")}
         state.update({f"projectors.{n}": b for n, b in self.projectors.named_buffers()})
         return state
 

@@ -101,3 +101,11 @@ def load(projectors: dict, inputs: list[str], kind: str, head) -> None:
                                        f"head's {w_p.shape}")
                 first.weight.copy_(torch.from_numpy(w_p).float())
                 first.bias.copy_(torch.from_numpy(b_p).float())
+
+
+def freeze_first_layers(projectors: dict) -> None:
+    """`model.lm.probe_freeze`: the head's hidden layer stays as it was fitted; the rest of each projector trains.
+    The weights stay in the model's saved state (EmotionLMNet.trainable_state keeps every projector weight)."""
+    for proj in projectors.values():
+        for p in proj.net[0].parameters():
+            p.requires_grad_(False)

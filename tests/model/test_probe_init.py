@@ -125,3 +125,49 @@ def test_a_refit_with_an_mlp_probe_is_refused_when_the_config_loads():
     with pytest.raises(EmotuneError, match="probe_init=mlp"):
         load_config("configs/fer2013_lm.yaml", ["train.refit=true", "model.lm.probe_init=mlp", "model.lm.projector=mlp"])
     assert load_config("configs/fer2013_lm.yaml", ["train.refit=true", "model.lm.probe_init=lr"]).model.lm.probe_init == "lr"
+
+
+def test_probe_freeze_keeps_the_heads_hidden_layer_and_trains_the_rest(tiny_dir, tmp_path):
+    from emotune.model.baseline_config import BaselineConfig
+    from emotune.model.baseline_mlp import MLPBaseline
+    from emotune.model.emotion_lm import EmotionLM
+
+    shapes = {"egemaps": (88,)}
+    train, val = _data(shapes)
+    test = random_examples(10, RAVDESS, shapes, seed=3)
+    test.features = {n: [x * 7.0 + 30.0 for x in col] for n, col in test.features.items()}
+    head = MLPBaseline(RAVDESS, list(shapes), BaselineConfig(hidden=32), "single", "none", 0)
+    head.fit(train, val)  # deterministic: the head each run fits inside
+    with torch.no_grad():
+        hidden = head.nets[0][0](torch.from_numpy(head.encoder.transform(test))).double().numpy()
+    runs = {}
+    for freeze in (True, False):
+        model = make(tiny_dir, shapes=shapes, lora=False, projector="mlp", projector_hidden=32, probe_init="mlp",
+                     probe_freeze=freeze, train={"epochs": 2})
+        last = model.net.projectors["egemaps"].net[-1].weight.detach().clone()  # the probe leaves it as built
+        model.fit(train, val, tmp_path / f"run_{freeze}")
+        assert not torch.equal(model.net.projectors["egemaps"].net[-1].weight, last)  # the rest trained
+        runs[freeze] = model
+    np.testing.assert_allclose(_first_layer(runs[True], "egemaps", test), hidden, rtol=1e-4, atol=1e-4)
+    assert np.abs(_first_layer(runs[False], "egemaps", test) - hidden).max() > 1e-3  # unfrozen, it moves
+    # The frozen layer is part of the saved model: a model rebuilt from its config starts it at random.
+    runs[True].save(tmp_path / "saved")
+    loaded = EmotionLM.load(tmp_path / "saved")
+    np.testing.assert_allclose(_first_layer(loaded, "egemaps", test), hidden, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(loaded.predict_proba(test), runs[True].predict_proba(test), rtol=1e-5, atol=1e-6)
+
+
+def test_probe_freeze_needs_the_mlp_probe_and_keeps_older_runs(tmp_path):
+    from emotune.config import load_config
+    from emotune.identity import check_or_claim, make_identity
+    from tests.experiments.test_run_identity import folder_made_before
+
+    with pytest.raises(EmotuneError, match="probe_freeze"):
+        load_config("configs/fer2013_lm.yaml", ["model.lm.probe_freeze=true"])
+    base = [f"data.manifest={tmp_path}/m.jsonl"]
+    off = make_identity(load_config("configs/fer2013_lm_full.yaml", base))
+    run = folder_made_before(tmp_path / "run", off, "model.lm.probe_freeze")
+    assert check_or_claim(run, off, write=False)  # a run made before the key is this run
+    on = make_identity(load_config("configs/fer2013_lm_full.yaml", [*base, "model.lm.probe_freeze=true"]))
+    with pytest.raises(EmotuneError, match="probe_freeze"):
+        check_or_claim(run, on, write=False)
