@@ -85,6 +85,8 @@ def choose_by_inner_cv(cfg, both: Examples, shapes: dict, run_dir: Path, run_has
                          multi=False, ece_bins=cfg.eval.ece_bins)
     refit_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, inner_folds=0, epochs=epoch, patience=0))
     model = build_model(refit_cfg, both.label_names, shapes)
+    # The weights every fold starts from (run_fold writes init_hash.txt); a head built inside fit sets its own.
+    model.init_hash = model.init_hash or model.state_hash()
     refit_history = model.fit(both, both.subset([]), run_dir / "model", run_hash=run_hash + ":refit")
     history = {"inner_folds": k, "inner_groups": [sorted({str(both.groups[i]) for i in h}) for h in parts] if both.groups else [],
                "inner_curves": curves, "inner_pooled": scores, "best_epoch": epoch, "best_val_ua": scores[epoch - 1],

@@ -338,11 +338,12 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
         (run_dir / "fold.json").write_text(fold.to_json())
     check_refit(cfg, data, fold.name)
     shapes = feature_shapes(feats) if feats else {}
-    model = build_model(cfg, data.train.label_names, shapes)
+    # Inner CV builds its own models (the parts', then the refit's, which records its starting weights).
+    model = None if cfg.train.inner_folds else build_model(cfg, data.train.label_names, shapes)
     log(f"{fold.name}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} — {cfg.model.kind}")
     # Models whose weights exist before fit hash them now; those built inside fit (the MLP head, whose
     # input width is known only then) set `init_hash` themselves.
-    before = model.state_hash()
+    before = model.state_hash() if model is not None else None
     t0 = time.time()
     run_hash = recorded_hash(run_dir, identity)
     if cfg.train.inner_folds:

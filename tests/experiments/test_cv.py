@@ -165,6 +165,9 @@ def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tm
         assert any(not np.array_equal(kept[k].numpy(), part[k].numpy()) for k in kept)
     assert summary["validation"]["ua"]["per_fold"] == pytest.approx(
         [json.loads((f / "history.json").read_text())["best_val_ua"] for f in folds])
+    # Every fold's kept model started from the same weights, hashed before its first step.
+    hashes = {(f / "init_hash.txt").read_text().strip() for f in folds}
+    assert len(hashes) == 1 and "deterministic" not in next(iter(hashes))
 
     with pytest.raises(EmotuneError, match="train.inner_folds"):
         cv(config, [o for o in overrides if not o.startswith("run_dir")] + ["train.refit=true", f"run_dir={tmp_path}/x"])
