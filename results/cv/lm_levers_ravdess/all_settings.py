@@ -1,6 +1,8 @@
 """Every emotion-LM setting measured on RAVDESS's 6 speaker-independent folds, in one table, read from the result
 folders' summary.json (so no figure is copied by hand): validation UA (what choices were made on), test UA, macro-F1,
-the machine and the LM's precision, and what the rules of the time made of each. Writes all_settings.md beside it.
+the machine and the LM's precision, and what the rules of the time made of each. Writes all_settings.md beside it,
+and prints how well the one-actor validation ranks the settings: the Spearman rank correlation of validation UA with
+test UA over the AMD EPYC bf16 LM rows, single-seed runs and averages apart (inner-CV and fusion rows left out).
 
     python results/cv/lm_levers_ravdess/all_settings.py
 """
@@ -98,6 +100,22 @@ def main() -> None:
     out = Path(__file__).with_name("all_settings.md")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(out.read_text())
+    rank_agreement()
+
+
+def rank_agreement() -> None:
+    from scipy.stats import spearmanr
+
+    groups: dict[str, list[tuple[float, float]]] = {"single-seed runs": [], "averages": []}
+    for folder, setting, machine, _ in ROWS:
+        s = json.loads((CV / folder / "summary.json").read_text())
+        val = s.get("validation", {}).get("ua")
+        if machine != EPYC or not val or "inner CV" in setting or "fusion" in setting or "LR" in setting:
+            continue
+        groups["averages" if "averaged" in setting else "single-seed runs"].append((val["mean"], s["ua"]["mean"]))
+    for name, pairs in groups.items():
+        rho, p = spearmanr([v for v, _ in pairs], [t for _, t in pairs])
+        print(f"validation vs test UA, {name} ({EPYC}): Spearman {rho:.2f} over {len(pairs)} (p = {p:.3f})")
 
 
 if __name__ == "__main__":
