@@ -67,9 +67,20 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if cfg.train.refit:
             raise EmotuneError(f"{path or 'config'}: train.inner_folds refits on every training group itself; "
                                f"train.refit (the validation side chooses, then a refit) is the other way: set one")
+    if cfg.train.fixed_schedule:
+        if cfg.model.kind != "emotion_lm" or cfg.data.target not in ("single", "soft"):
+            raise EmotuneError(f"{path or 'config'}: train.fixed_schedule trains the emotion LM on a single or soft label "
+                               f"target for train.epochs on training + validation; model.kind {cfg.model.kind} with "
+                               f"data.target {cfg.data.target} does not take it")
+        if cfg.train.refit or cfg.train.inner_folds:
+            raise EmotuneError(f"{path or 'config'}: train.fixed_schedule chooses nothing (train.epochs is the schedule); "
+                               f"train.refit and train.inner_folds choose the epoch count first: set one")
+        if cfg.eval.split != "test":
+            raise EmotuneError(f"{path or 'config'}: train.fixed_schedule trains on the validation samples, so they "
+                               f"cannot be the evaluated side (eval.split={cfg.eval.split})")
     for key in ("probe_init", "distill"):
-        if (cfg.train.refit or cfg.train.inner_folds) and cfg.model.kind == "emotion_lm" and getattr(cfg.model.lm, key) == "mlp":
-            raise EmotuneError(f"{path or 'config'}: train.refit / train.inner_folds train the final model without a validation side, and "
+        if (cfg.train.refit or cfg.train.inner_folds or cfg.train.fixed_schedule) and cfg.model.kind == "emotion_lm" and getattr(cfg.model.lm, key) == "mlp":
+            raise EmotuneError(f"{path or 'config'}: train.refit / train.inner_folds / train.fixed_schedule train the final model without a validation side, and "
                                f"model.lm.{key}=mlp needs one for the MLP head's early stopping; use {key}=lr "
                                f"or no refit")
     if cfg.train.ema and cfg.model.kind != "emotion_lm":

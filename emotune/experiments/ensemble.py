@@ -3,7 +3,8 @@
 The members are runs of one recipe that differ in their seed (`seed=1`, `seed=2`, ...), trained on the same
 split. Their class probabilities are averaged with equal weights, on the validation side and on the test
 side alike: nothing is chosen, so the ensemble's validation figure can be compared with its members' (and
-with other settings) before its test side is read. A member is a run directory made by `emotune train`
+with other settings) before its test side is read. Members that all trained on their validation groups
+(`train.fixed_schedule`, a refit) are averaged on the test side only: the ensemble has no validation figure. A member is a run directory made by `emotune train`
 or a CV directory made by `emotune cv` (then every fold is averaged with the same fold of the others), or
 an ensemble's output: it then counts as one member, so `ensemble SEEDS_AVG HEAD` weighs the seed average and
 the head equally.
@@ -53,8 +54,12 @@ def average_unit(runs: list[Path], out: Path) -> dict:
     targets = {_target(r) for r in runs}
     if targets != {"single"}:
         raise EmotuneError(f"{runs[0]}: seed averaging here is for single-label runs (target {sorted(targets)})")
+    # Members trained on their validation groups (a refit, a fixed schedule) have no honest scores there. If
+    # all of them did, only the test side is averaged and the ensemble has no validation figure either; a mix
+    # is refused by side_predictions (the in-sample members would flatter the average).
+    refit = [_trained_on_validation(r) for r in runs]
     metrics = {}
-    for split in ("val", "test"):
+    for split in (("test",) if all(refit) else ("val", "test")):
         ids, gold, probs, names = read_predictions(side_predictions(runs[0], split))
         for r in runs[1:]:
             ids_r, _, p, names_r = read_predictions(side_predictions(r, split), names)
@@ -69,10 +74,18 @@ def average_unit(runs: list[Path], out: Path) -> dict:
     (out / "fold.json").write_text(json.dumps(folds[0]))
     (out / "ensemble.json").write_text(json.dumps({"members": [str(r) for r in runs], "rule": "mean of probabilities"},
                                                   indent=1))
+    if all(refit):
+        (out / "history.json").write_text(json.dumps({"refit_on_validation": True}))  # what the members say
     (out / "DONE").write_text("ensemble\n")
     # Only the validation figure is printed: it is the one a choice may be made on.
-    log(f"{out.name}: {len(runs)} members; validation UA {metrics['val']['ua']:.3f} (test side: {out / 'eval_test'})")
+    shown = f"validation UA {metrics['val']['ua']:.3f}" if "val" in metrics else "no validation figure (trained on it)"
+    log(f"{out.name}: {len(runs)} members; {shown} (test side: {out / 'eval_test'})")
     return metrics["test"]
+
+
+def _trained_on_validation(run: Path) -> bool:
+    history = run / "history.json"
+    return history.exists() and bool(json.loads(history.read_text()).get("refit_on_validation"))
 
 
 def ensemble(members: list[str], out: str, command: str = "") -> dict:

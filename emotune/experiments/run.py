@@ -350,6 +350,12 @@ def run_fold(cfg: Config, fold: Fold, run_dir: Path, manifest: Optional[Manifest
         from emotune.experiments.inner_cv import choose_by_inner_cv
 
         model, history = choose_by_inner_cv(cfg, data.train.concat(data.val), shapes, run_dir, run_hash)
+    elif cfg.train.fixed_schedule:
+        # Nothing to choose: every training-side sample trains, for train.epochs; no validation pass.
+        both = data.train.concat(data.val)
+        log(f"{fold.name}: fixed schedule, {cfg.train.epochs} epoch(s) on training + validation ({len(both)} samples)")
+        history = model.fit(both, data.val.subset([]), run_dir / "model", run_hash=run_hash)
+        history = {**history, "refit_on_validation": True, "fixed_schedule": True, "refit_epochs": cfg.train.epochs}
     else:
         history = model.fit(data.train, data.val, run_dir / ("selection" if cfg.train.refit else "model"), run_hash=run_hash)
     if cfg.train.refit:

@@ -40,6 +40,11 @@ class TrainConfig:
     # over all parts' held-out samples is then trained on all of them. That UA is the validation figure, over
     # every training group instead of one. 0 = off (the validation side chooses; train.refit then refits, or not).
     inner_folds: int = 0
+    # A fixed schedule (the emotion LM): train on training + validation samples for exactly `epochs` and keep the
+    # last weights; nothing is chosen on the validation side, so the run has no validation figure. For a schedule
+    # set beforehand on the training side, e.g. the epoch count `inner_folds` chose for the recipe: the refit is
+    # then the whole cost, where inner CV trains every fold k + 1 times and `refit` twice.
+    fixed_schedule: bool = False
     # Weight averaging: an exponential moving average of the trained weights (decay per optimizer step;
     # 0 = off). Validation, early stopping and the kept model use the averaged weights, training goes on
     # from the live ones. The decay warms up as min(ema, (1 + step) / (10 + step)), so the first steps'

@@ -173,6 +173,30 @@ def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tm
         cv(config, [o for o in overrides if not o.startswith("run_dir")] + ["train.refit=true", f"run_dir={tmp_path}/x"])
 
 
+def test_lm_fixed_schedule_trains_every_training_side_sample_for_the_set_epochs(tmp_path, corpus):
+    """train.fixed_schedule: nothing is chosen on validation; the model trains on training + validation for
+    train.epochs, keeps its last weights, is tested, and has no validation figure (it trained on those samples)."""
+    config, overrides = lm_recipe(tmp_path, corpus, "train.fixed_schedule=true")
+    summary = cv(config, overrides)
+    folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
+    assert len(folds) == 3
+    for f in folds:
+        fold = Fold.load(f / "fold.json")
+        h = json.loads((f / "history.json").read_text())
+        assert h["fixed_schedule"] and h["refit_on_validation"] and h["refit_epochs"] == 3
+        assert h["steps"] == 3 * -(-(len(fold.train) + len(fold.val)) // 16) and h["best_epoch"] is None
+        assert not (f / "eval_val").exists() and not (f / "selection").exists()
+        assert (f / "eval_test" / "predictions.jsonl").exists()
+    assert "validation" not in summary
+    assert len({(f / "init_hash.txt").read_text() for f in folds}) == 1
+
+    base = [o for o in overrides if not o.startswith("run_dir")]
+    with pytest.raises(EmotuneError, match="train.fixed_schedule chooses nothing"):
+        cv(config, base + ["train.refit=true", f"run_dir={tmp_path}/x"])
+    with pytest.raises(EmotuneError, match="cannot be the evaluated"):
+        cv(config, base + ["eval.split=val", f"run_dir={tmp_path}/y"])
+
+
 @pytest.mark.faults
 def test_cv_resumes_after_kill(tmp_path, corpus):
     config, overrides = recipe(tmp_path, corpus)

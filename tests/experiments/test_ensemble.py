@@ -75,6 +75,21 @@ def test_a_member_refit_on_its_validation_side_is_refused(tmp_path):
         ensemble([str(a), str(b)], str(tmp_path / "ens"))
 
 
+def test_members_all_trained_on_their_validation_side_are_averaged_on_test_only(tmp_path):
+    """Fixed-schedule (or refit) members have no honest validation scores: the ensemble has none either."""
+    a = fake_run(tmp_path / "a", [[0.45, 0.55], [0.9, 0.1], [0.2, 0.8], [0.1, 0.9]], [[0.9, 0.1]] * 4)
+    b = fake_run(tmp_path / "b", [[0.9, 0.1], [0.9, 0.1], [0.55, 0.45], [0.1, 0.9]], [[0.9, 0.1]] * 4)
+    for d in (a, b):
+        (d / "history.json").write_text(json.dumps({"refit_on_validation": True, "fixed_schedule": True}))
+    assert ensemble([str(a), str(b)], str(tmp_path / "ens"))["wa"] == pytest.approx(1.0)
+    assert not (tmp_path / "ens" / "eval_val").exists()
+    assert json.loads((tmp_path / "ens" / "history.json").read_text())["refit_on_validation"]
+    # ... and such an ensemble is itself a member that trained on its validation side
+    c = fake_run(tmp_path / "c", [[0.9, 0.1]] * 4, [[0.9, 0.1]] * 4)
+    with pytest.raises(EmotuneError, match="refit on its validation groups"):
+        ensemble([str(tmp_path / "ens"), str(c)], str(tmp_path / "ens_c"))
+
+
 def test_an_ensemble_is_a_member_of_another_with_the_weight_of_one(tmp_path):
     """The seed average of one model beside a head, each weighing half: (mean(a, b) + c) / 2."""
     a = fake_run(tmp_path / "a", [[0.8, 0.2]] * 4, [[0.8, 0.2]] * 4)
