@@ -44,6 +44,16 @@ def lm_recipe(tmp: Path, corpus: Path, *extra: str) -> tuple[str, list[str]]:
         "train.batch_size=16", "train.progress=false", *extra]
 
 
+def lm_cv(tmp: Path, corpus: Path, *extra: str):
+    """The tiny LM's CV over the 3 folds: (config, overrides, summary, [(fold dir, Fold, history)])."""
+    config, overrides = lm_recipe(tmp, corpus, *extra)
+    summary = cv(config, overrides)
+    folds = sorted(p.parent for p in (tmp / "cv").glob("*/DONE"))
+    assert len(folds) == 3
+    return config, overrides, summary, [(f, Fold.load(f / "fold.json"), json.loads((f / "history.json").read_text()))
+                                        for f in folds]
+
+
 def test_folds_independent_and_leak_free(tmp_path, corpus, capsys):
     config, overrides = recipe(tmp_path, corpus)
     summary = cv(config, overrides)
@@ -101,13 +111,8 @@ def test_lm_refit_trains_the_chosen_epochs_on_training_and_validation(tmp_path, 
     """train.refit: the epoch is chosen on the validation speaker by an early-stopped model, whose validation
     scores are the fold's validation figure; the kept model is then trained from the same start on training +
     validation for that many epochs, and it is the one tested."""
-    config, overrides = lm_recipe(tmp_path, corpus, "train.patience=0", "train.refit=true")
-    summary = cv(config, overrides)
-    folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
-    assert len(folds) == 3
-    for f in folds:
-        fold = Fold.load(f / "fold.json")
-        h = json.loads((f / "history.json").read_text())
+    config, overrides, summary, folds = lm_cv(tmp_path, corpus, "train.patience=0", "train.refit=true")
+    for f, fold, h in folds:
         assert h["refit_on_validation"] and h["refit_epochs"] == h["best_epoch"]
         # the refit took the chosen epochs over training + validation samples, with no validation pass
         n = len(fold.train) + len(fold.val)
@@ -120,8 +125,7 @@ def test_lm_refit_trains_the_chosen_epochs_on_training_and_validation(tmp_path, 
 
         kept, chosen = load_tensors(f / "model" / "emotion_lm.safetensors"), load_tensors(f / "selection" / "best.safetensors")
         assert any(not np.array_equal(kept[k].numpy(), chosen[k].numpy()) for k in kept)
-    assert summary["validation"]["ua"]["per_fold"] == pytest.approx(
-        [json.loads((f / "history.json").read_text())["best_val_ua"] for f in folds])
+    assert summary["validation"]["ua"]["per_fold"] == pytest.approx([h["best_val_ua"] for _, _, h in folds])
     assert summary["lm_precision"] == ["fp32"]  # model.lm.dtype=fp32: what the folds' models record
 
     with pytest.raises(EmotuneError, match="train.refit"):
@@ -136,14 +140,9 @@ def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tm
     from emotune.data.sample import read_manifest
     from emotune.train.checkpoint import load_tensors
 
-    config, overrides = lm_recipe(tmp_path, corpus, "train.patience=1", "train.inner_folds=2")
-    summary = cv(config, overrides)
+    config, overrides, summary, folds = lm_cv(tmp_path, corpus, "train.patience=1", "train.inner_folds=2")
     group = {s.id: s.group for s in read_manifest(tmp_path / "manifest.jsonl").samples}
-    folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
-    assert len(folds) == 3
-    for f in folds:
-        fold = Fold.load(f / "fold.json")
-        h = json.loads((f / "history.json").read_text())
+    for f, fold, h in folds:
         side = set(fold.train) | set(fold.val)
         # two parts of whole speakers, together the training side; none of them is a test speaker
         speakers = [set(g) for g in h["inner_groups"]]
@@ -163,10 +162,9 @@ def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tm
         assert h["refit"]["steps"] == h["best_epoch"] * -(-len(side) // 16) and h["refit"]["best_epoch"] is None
         kept, part = load_tensors(f / "model" / "emotion_lm.safetensors"), load_tensors(f / "inner" / "1" / "best.safetensors")
         assert any(not np.array_equal(kept[k].numpy(), part[k].numpy()) for k in kept)
-    assert summary["validation"]["ua"]["per_fold"] == pytest.approx(
-        [json.loads((f / "history.json").read_text())["best_val_ua"] for f in folds])
+    assert summary["validation"]["ua"]["per_fold"] == pytest.approx([h["best_val_ua"] for _, _, h in folds])
     # Every fold's kept model started from the same weights, hashed before its first step.
-    hashes = {(f / "init_hash.txt").read_text().strip() for f in folds}
+    hashes = {(f / "init_hash.txt").read_text().strip() for f, _, _ in folds}
     assert len(hashes) == 1 and "deterministic" not in next(iter(hashes))
 
     with pytest.raises(EmotuneError, match="train.inner_folds"):
@@ -176,19 +174,14 @@ def test_lm_inner_folds_choose_the_epoch_on_every_training_speaker_then_refit(tm
 def test_lm_fixed_schedule_trains_every_training_side_sample_for_the_set_epochs(tmp_path, corpus):
     """train.fixed_schedule: nothing is chosen on validation; the model trains on training + validation for
     train.epochs, keeps its last weights, is tested, and has no validation figure (it trained on those samples)."""
-    config, overrides = lm_recipe(tmp_path, corpus, "train.fixed_schedule=true")
-    summary = cv(config, overrides)
-    folds = sorted(p.parent for p in (tmp_path / "cv").glob("*/DONE"))
-    assert len(folds) == 3
-    for f in folds:
-        fold = Fold.load(f / "fold.json")
-        h = json.loads((f / "history.json").read_text())
+    config, overrides, summary, folds = lm_cv(tmp_path, corpus, "train.fixed_schedule=true")
+    for f, fold, h in folds:
         assert h["fixed_schedule"] and h["refit_on_validation"] and h["refit_epochs"] == 3
         assert h["steps"] == 3 * -(-(len(fold.train) + len(fold.val)) // 16) and h["best_epoch"] is None
         assert not (f / "eval_val").exists() and not (f / "selection").exists()
         assert (f / "eval_test" / "predictions.jsonl").exists()
     assert "validation" not in summary
-    assert len({(f / "init_hash.txt").read_text() for f in folds}) == 1
+    assert len({(f / "init_hash.txt").read_text() for f, _, _ in folds}) == 1
 
     base = [o for o in overrides if not o.startswith("run_dir")]
     with pytest.raises(EmotuneError, match="train.fixed_schedule chooses nothing"):
