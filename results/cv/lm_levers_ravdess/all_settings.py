@@ -75,6 +75,7 @@ ROWS = [
     ("ravdess_lm_epyc/wl123fx_s0", "the recipe + layers 1, 2, 3 on a fixed schedule: all 20 training actors, the 6 epochs inner CV chose (no validation actor), seed 0", EPYC, "member"),
     ("ravdess_lm_epyc/wl123fx_s1", "the recipe + layers 1, 2, 3 on the fixed schedule, seed 1", EPYC, "member"),
     ("ravdess_lm_epyc/wl123fx_s2", "the recipe + layers 1, 2, 3 on the fixed schedule, seed 2", EPYC, "member"),
+    ("ravdess_lm_epyc/wl123_inner4_s0", "the recipe + layers 1, 2, 3, epochs from 4-part inner CV (6 of 6 on every fold), then a refit on all 20 training actors, seed 0 (val UA: inner CV; the same weights as the fixed schedule's seed 0)", EPYC, "measurement only"),
     ("ravdess_lm_epyc/wl123fx_3seeds", "**the recipe + layers 1, 2, 3 on the fixed schedule, seeds 0–2 averaged**", EPYC, "**the headline LM**"),
     ("ravdess_fusion", "`fusion`: the first leak-free LM + the LR, weight chosen per fold (its own model, not the LM)", ZEN3, "not better than the LR"),
     ("ravdess_lm_epyc/fusion_3seeds_lr", "`fusion`: the recipe's three seeds (the headline before `whisper(layer=2)`) + the LR, weight chosen per fold (its own model, not the LM)", EPYC, "not better than the LR"),
