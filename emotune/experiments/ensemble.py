@@ -4,7 +4,8 @@ The members are runs of one recipe that differ in their seed (`seed=1`, `seed=2`
 split. Their class probabilities are averaged with equal weights, on the validation side and on the test
 side alike: nothing is chosen, so the ensemble's validation figure can be compared with its members' (and
 with other settings) before its test side is read. Members that all trained on their validation groups
-(`train.fixed_schedule`, a refit) are averaged on the test side only: the ensemble has no validation figure. A member is a run directory made by `emotune train`
+(`train.fixed_schedule`, a refit) are averaged on the test side only: the ensemble has no validation figure.
+A member is a run directory made by `emotune train`
 or a CV directory made by `emotune cv` (then every fold is averaged with the same fold of the others), or
 an ensemble's output: it then counts as one member, so `ensemble SEEDS_AVG HEAD` weighs the seed average and
 the head equally.
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from emotune.errors import EmotuneError
-from emotune.experiments.fuse import read_predictions, side_predictions
+from emotune.experiments.fuse import read_predictions, side_predictions, trained_on_validation
 from emotune.experiments.run import log
 
 
@@ -57,7 +58,7 @@ def average_unit(runs: list[Path], out: Path) -> dict:
     # Members trained on their validation groups (a refit, a fixed schedule) have no honest scores there. If
     # all of them did, only the test side is averaged and the ensemble has no validation figure either; a mix
     # is refused by side_predictions (the in-sample members would flatter the average).
-    refit = [_trained_on_validation(r) for r in runs]
+    refit = [trained_on_validation(r) for r in runs]
     metrics = {}
     for split in (("test",) if all(refit) else ("val", "test")):
         ids, gold, probs, names = read_predictions(side_predictions(runs[0], split))
@@ -81,11 +82,6 @@ def average_unit(runs: list[Path], out: Path) -> dict:
     shown = f"validation UA {metrics['val']['ua']:.3f}" if "val" in metrics else "no validation figure (trained on it)"
     log(f"{out.name}: {len(runs)} members; {shown} (test side: {out / 'eval_test'})")
     return metrics["test"]
-
-
-def _trained_on_validation(run: Path) -> bool:
-    history = run / "history.json"
-    return history.exists() and bool(json.loads(history.read_text()).get("refit_on_validation"))
 
 
 def ensemble(members: list[str], out: str, command: str = "") -> dict:

@@ -63,14 +63,19 @@ def choose_weight(pa: np.ndarray, pb: np.ndarray, gold: np.ndarray, names: list[
     return w, scores
 
 
+def trained_on_validation(fold_dir: Path) -> bool:
+    """Whether a finished run's model trained on its validation groups (a refit, a fixed schedule): its scores
+    there are in-sample."""
+    history_file = Path(fold_dir) / "history.json"
+    return history_file.exists() and bool(json.loads(history_file.read_text()).get("refit_on_validation"))
+
+
 def side_predictions(fold_dir: Path, split: str) -> Path:
     """A finished run's predictions.jsonl on its validation or test side (the validation side is scored
     when absent). A model refit on its validation groups has no honest validation predictions: refused."""
     path = fold_dir / f"eval_{split}" / "predictions.jsonl"
     if split == "val":
-        history_file = fold_dir / "history.json"
-        history = json.loads(history_file.read_text()) if history_file.exists() else {}
-        if history.get("refit_on_validation"):
+        if trained_on_validation(fold_dir):
             raise EmotuneError(f"{fold_dir}: the model was refit on its validation groups, so its scores there are "
                                f"in-sample and cannot weigh or compare models (set model.baseline.refit=false)")
     if not path.exists():
